@@ -167,7 +167,9 @@ cmd_start() {
   local ports ddb_port ses_port
   ports="$(free_ports)"
   read -r ddb_port ses_port <<<"$ports"
-  [ -n "$ddb_port" ] && [ -n "$ses_port" ] || die "could not pick free ports"
+  if [ -z "$ddb_port" ] || [ -z "$ses_port" ]; then
+    die "could not pick free ports"
+  fi
 
   # If anything below fails (or we are interrupted), do not leave half-started emulators behind.
   CLEANUP_STATE="$state"
@@ -243,7 +245,7 @@ EOF
 # Stop one emulator described by <state>/<name>.pid; $3 is a cmdline pattern it must match.
 stop_one() {
   local state="$1" name="$2" pattern="$3"
-  local pidfile="$state/$name.pid" pid pgid i
+  local pidfile="$state/$name.pid" pid pgid
   [ -f "$pidfile" ] || return 0
   pid="$(tr -dc '0-9' <"$pidfile")"
   rm -f "$pidfile"
@@ -264,7 +266,7 @@ stop_one() {
   else
     kill -TERM "$pid" 2>/dev/null || true
   fi
-  for i in $(seq 1 50); do
+  for _ in $(seq 1 50); do
     if ! pid_alive "$pid" && { [ "$pgid" != "$pid" ] || ! kill -0 -- "-$pid" 2>/dev/null; }; then
       return 0
     fi

@@ -1,1 +1,6 @@
-fn main() {}
+//! The `signup` Lambda function: the signup routes of the API, served by the shared crate.
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_http::Error> {
+    accounts::http::lambda::run(accounts::http::router::Function::Signup).await
+}

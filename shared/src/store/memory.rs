@@ -8,8 +8,8 @@ use anyhow::anyhow;
 use async_trait::async_trait;
 
 use super::{
-    FailedCondition, Item, Key, MAX_TRANSACTION_WRITES, Page, Query, Store,
-    TransactError, Write, WriteError, schema,
+    FailedCondition, Item, Key, MAX_TRANSACTION_WRITES, Page, Query, Store, TransactError, Write,
+    WriteError, schema,
 };
 use crate::clock::Clock;
 
@@ -108,8 +108,7 @@ impl Store for MemoryStore {
         let (pk_attr, sk_attr) = match query.index {
             None => (super::PK, super::SK),
             Some(name) => {
-                let index =
-                    schema::index(name).ok_or_else(|| anyhow!("no index named {name}"))?;
+                let index = schema::index(name).ok_or_else(|| anyhow!("no index named {name}"))?;
                 (index.pk, index.sk)
             }
         };
@@ -163,7 +162,9 @@ impl Store for MemoryStore {
 
     async fn transact(&self, writes: Vec<Write>) -> Result<(), TransactError> {
         if writes.is_empty() || writes.len() > MAX_TRANSACTION_WRITES {
-            return Err(anyhow!("a transaction holds 1 to 100 writes, not {}", writes.len()).into());
+            return Err(
+                anyhow!("a transaction holds 1 to 100 writes, not {}", writes.len()).into(),
+            );
         }
         let mut keys: Vec<Key> = writes.iter().map(Write::key).collect();
         keys.sort();

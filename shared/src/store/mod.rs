@@ -351,7 +351,10 @@ impl Change {
 #[derive(Clone, Debug, PartialEq)]
 pub enum Write {
     /// Replaces the whole item.
-    Put { item: Item, cond: Option<Cond> },
+    Put {
+        item: Item,
+        cond: Option<Cond>,
+    },
     /// Changes attributes, creating the item when it does not exist (like DynamoDB's
     /// UpdateItem); an expired item is replaced by a fresh one first.
     Update {
@@ -359,9 +362,15 @@ pub enum Write {
         changes: Vec<Change>,
         cond: Option<Cond>,
     },
-    Delete { key: Key, cond: Option<Cond> },
+    Delete {
+        key: Key,
+        cond: Option<Cond>,
+    },
     /// Only a condition; allowed in transactions only.
-    Check { key: Key, cond: Cond },
+    Check {
+        key: Key,
+        cond: Cond,
+    },
 }
 
 impl Write {

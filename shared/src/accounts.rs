@@ -1,0 +1,30 @@
+//! Finding accounts by the identifiers people type.
+
+use anyhow::Context;
+
+use crate::app::App;
+use crate::email::EmailAddress;
+use crate::records::{User, attr, keys};
+
+/// The account that owns an email address, if any (two reads: claim, then account).
+pub async fn find_by_email(app: &App, email: &EmailAddress) -> anyhow::Result<Option<User>> {
+    let claim = app
+        .store
+        .get(&keys::email_claim(email.canonical()))
+        .await
+        .context("reading an email claim")?;
+    let Some(user_id) = claim.as_ref().and_then(|c| c.s(attr::USER_ID)) else {
+        return Ok(None);
+    };
+    find_by_id(app, user_id).await
+}
+
+/// The account with this id, if it exists.
+pub async fn find_by_id(app: &App, user_id: &str) -> anyhow::Result<Option<User>> {
+    app.store
+        .get(&keys::user(user_id))
+        .await
+        .context("reading an account")?
+        .map(|item| User::from_item(&item))
+        .transpose()
+}

@@ -1,0 +1,71 @@
+//! The state every request shares, built once per cold start: configuration, the
+//! store, the mailer, the clock and the password hasher.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use anyhow::Context;
+
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::mail::Mailer;
+use crate::mail::messages::Message;
+use crate::password::PasswordHasher;
+use crate::store::Store;
+
+#[derive(Clone)]
+pub struct App {
+    pub config: Arc<Config>,
+    pub store: Arc<dyn Store>,
+    pub mailer: Arc<dyn Mailer>,
+    pub clock: Arc<dyn Clock>,
+    pub passwords: PasswordHasher,
+}
+
+impl App {
+    pub fn new(
+        config: Config,
+        store: Arc<dyn Store>,
+        mailer: Arc<dyn Mailer>,
+        clock: Arc<dyn Clock>,
+    ) -> anyhow::Result<App> {
+        let passwords = PasswordHasher::new(config.password_hashing)?;
+        Ok(App {
+            config: Arc::new(config),
+            store,
+            mailer,
+            clock,
+            passwords,
+        })
+    }
+
+    pub fn now(&self) -> i64 {
+        self.clock.now()
+    }
+
+    /// Renders and sends one message to an account's stored address.
+    pub async fn send(&self, to: &str, message: Message) -> anyhow::Result<()> {
+        let email = message.render(to).context("rendering an email")?;
+        self.mailer.send(email).await.context("sending an email")
+    }
+
+    /// Sends mail whose failure must not change the answer (enumeration-safe routes):
+    /// the failure is logged and the person can ask again.
+    pub async fn send_quietly(&self, to: &str, message: Message) {
+        if let Err(error) = self.send(to, message).await {
+            tracing::error!(error = format!("{error:#}"), "an email could not be sent");
+        }
+    }
+
+    /// Runs `work`, then waits until the configured enumeration floor has passed since
+    /// it started, so that the answer's timing says nothing about which branch ran.
+    pub async fn with_floor<T>(&self, work: impl Future<Output = T>) -> T {
+        let deadline = tokio::time::Instant::now() + self.config.enumeration_floor;
+        let output = work.await;
+        if tokio::time::Instant::now() > deadline {
+            tracing::warn!("an enumeration-sensitive request outlasted its timing floor");
+        }
+        tokio::time::sleep_until(deadline).await;
+        output
+    }
+}

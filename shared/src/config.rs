@@ -1,0 +1,214 @@
+//! Settings from environment variables, read and checked once at start; every problem
+//! is reported together so a deploy fails with one clear message.
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+use crate::password::HashParams;
+
+/// Everything the handlers need to know about their deployment.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Where the web front end lives; every link in an email starts with it.
+    pub app_base_url: BaseUrl,
+    /// The DynamoDB table holding every item.
+    pub table_name: String,
+    /// The sender of every email, e.g. `Account Security <no-reply@example.com>`.
+    pub mail_from: String,
+    /// An SES configuration set for delivery events, if any.
+    pub ses_configuration_set: Option<String>,
+    pub password_hashing: HashParams,
+    /// The least time an enumeration-sensitive route (signup, resend, forgot) takes, so
+    /// that "account exists" and "no such account" cannot be told apart by timing.
+    pub enumeration_floor: Duration,
+    pub limits: Limits,
+}
+
+/// Rate limits per client IP.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    pub signups_per_ip_per_hour: u32,
+    pub resends_per_ip_per_hour: u32,
+}
+
+/// An absolute http(s) URL without a trailing slash.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BaseUrl(String);
+
+impl BaseUrl {
+    pub fn parse(input: &str) -> Result<BaseUrl, String> {
+        let url = input.trim().trim_end_matches('/');
+        let rest = url
+            .strip_prefix("https://")
+            .or_else(|| url.strip_prefix("http://"))
+            .ok_or("must start with https:// or http://")?;
+        let host = rest.split('/').next().unwrap_or_default();
+        if host.is_empty() || rest.contains(['?', '#', ' ']) {
+            return Err("must be an absolute URL with a host and no query".into());
+        }
+        Ok(BaseUrl(url.to_owned()))
+    }
+
+    /// `base + path + ?token=...`: a link into the front end.
+    pub fn link(&self, path: &str, token: &str) -> String {
+        format!("{}{path}?token={token}", self.0)
+    }
+
+    pub fn page(&self, path: &str) -> String {
+        format!("{}{path}", self.0)
+    }
+}
+
+impl fmt::Display for BaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Every problem found in the environment.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration:\n  - {}", .0.join("\n  - "))]
+pub struct ConfigError(pub Vec<String>);
+
+/// Reads variables through `lookup`, collecting every problem instead of stopping at
+/// the first.
+struct Reader<F> {
+    lookup: F,
+    problems: Vec<String>,
+}
+
+impl<F: Fn(&str) -> Option<String>> Reader<F> {
+    fn optional(&self, name: &str) -> Option<String> {
+        (self.lookup)(name).filter(|v| !v.trim().is_empty())
+    }
+
+    fn required(&mut self, name: &str, what: &str) -> String {
+        self.optional(name).unwrap_or_else(|| {
+            self.problems.push(format!("{name} is missing ({what})"));
+            String::new()
+        })
+    }
+
+    fn number<T: FromStr + Copy>(&mut self, name: &str, default: T) -> T {
+        match self.optional(name) {
+            None => default,
+            Some(text) => text.trim().parse().unwrap_or_else(|_| {
+                self.problems
+                    .push(format!("{name} must be a whole number, not {text:?}"));
+                default
+            }),
+        }
+    }
+}
+
+impl Config {
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Config, ConfigError> {
+        Config::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads settings through any lookup (tests and the local server layer defaults).
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+        let mut env = Reader {
+            lookup,
+            problems: Vec::new(),
+        };
+        let base_url_text = env.required(
+            "APP_BASE_URL",
+            "the front end's URL, used for links in emails",
+        );
+        let app_base_url = BaseUrl::parse(&base_url_text).unwrap_or_else(|why| {
+            if !base_url_text.is_empty() {
+                env.problems.push(format!("APP_BASE_URL {why}"));
+            }
+            BaseUrl(String::new())
+        });
+        let table_name = env.required("TABLE_NAME", "the DynamoDB table");
+        let mail_from = env.required("MAIL_FROM", "the sender address of every email");
+        let ses_configuration_set = env.optional("SES_CONFIGURATION_SET");
+        let password_hashing = HashParams {
+            memory_kib: env.number("ARGON2_MEMORY_KIB", HashParams::OWASP.memory_kib),
+            iterations: env.number("ARGON2_ITERATIONS", HashParams::OWASP.iterations),
+            parallelism: env.number("ARGON2_PARALLELISM", HashParams::OWASP.parallelism),
+        };
+        if !password_hashing.meets_owasp() {
+            env.problems.push(format!(
+                "ARGON2_* must be at least OWASP's m=19456 KiB, t=2, p=1 (got {password_hashing:?})"
+            ));
+        }
+        let enumeration_floor = Duration::from_millis(env.number("ENUMERATION_FLOOR_MS", 400));
+        let limits = Limits {
+            signups_per_ip_per_hour: env.number("SIGNUPS_PER_IP_PER_HOUR", 20),
+            resends_per_ip_per_hour: env.number("RESENDS_PER_IP_PER_HOUR", 20),
+        };
+        if env.problems.is_empty() {
+            Ok(Config {
+                app_base_url,
+                table_name,
+                mail_from,
+                ses_configuration_set,
+                password_hashing,
+                enumeration_floor,
+                limits,
+            })
+        } else {
+            Err(ConfigError(env.problems))
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn config(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::from_lookup(|name| map.get(name).cloned())
+    }
+
+    const MINIMAL: &[(&str, &str)] = &[
+        ("APP_BASE_URL", "https://app.example.com/"),
+        ("TABLE_NAME", "accounts"),
+        ("MAIL_FROM", "no-reply@example.com"),
+    ];
+
+    #[test]
+    fn a_minimal_environment_gets_safe_defaults() {
+        let config = config(MINIMAL).unwrap();
+        assert_eq!(config.app_base_url.to_string(), "https://app.example.com");
+        assert_eq!(config.password_hashing, HashParams::OWASP);
+        assert_eq!(config.enumeration_floor, Duration::from_millis(400));
+    }
+
+    #[test]
+    fn every_missing_variable_is_reported_at_once() {
+        let error = config(&[]).unwrap_err().to_string();
+        for name in ["APP_BASE_URL", "TABLE_NAME", "MAIL_FROM"] {
+            assert!(error.contains(name), "{error}");
+        }
+    }
+
+    #[test]
+    fn hashing_weaker_than_owasp_is_refused() {
+        let mut vars = MINIMAL.to_vec();
+        vars.push(("ARGON2_MEMORY_KIB", "4096"));
+        assert!(config(&vars).unwrap_err().to_string().contains("ARGON2"));
+    }
+
+    #[test]
+    fn a_base_url_needs_a_scheme_and_host() {
+        assert!(BaseUrl::parse("app.example.com").is_err());
+        assert!(BaseUrl::parse("https://").is_err());
+        let url = BaseUrl::parse("http://localhost:3000").unwrap();
+        assert_eq!(
+            url.link("/verify-email", "abc"),
+            "http://localhost:3000/verify-email?token=abc"
+        );
+    }
+}

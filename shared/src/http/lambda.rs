@@ -1,0 +1,111 @@
+//! The Lambda entry path: API Gateway HTTP API (payload v2) events in, responses out,
+//! through the same dispatch the local server uses.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use lambda_http::request::RequestContext;
+use lambda_http::{Body, RequestExt, service_fn};
+
+use super::router::{Function, dispatch};
+use super::{ApiRequest, MAX_BODY_BYTES};
+use crate::app::App;
+use crate::clock::SystemClock;
+use crate::config::Config;
+use crate::mail::ses::SesMailer;
+use crate::store::dynamo::DynamoStore;
+
+/// Builds the shared state once per cold start and serves events until the runtime
+/// stops: all a function's `main` does.
+pub async fn run(function: Function) -> Result<(), lambda_http::Error> {
+    crate::telemetry::init(true);
+    let app = Arc::new(app_from_environment().await.inspect_err(|e| {
+        tracing::error!(
+            error = format!("{e:#}"),
+            function = function.name(),
+            "cold start failed"
+        );
+    })?);
+    lambda_http::run(service_fn(move |event: lambda_http::Request| {
+        let app = app.clone();
+        async move { Ok::<_, std::convert::Infallible>(handle_event(&app, function, event).await) }
+    }))
+    .await
+}
+
+/// The production wiring: configuration from the environment, DynamoDB and SES
+/// clients from the AWS SDK's default chain.
+pub async fn app_from_environment() -> anyhow::Result<App> {
+    let config = Config::from_env()?;
+    let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let clock = Arc::new(SystemClock);
+    let store = DynamoStore::new(
+        aws_sdk_dynamodb::Client::new(&sdk),
+        config.table_name.clone(),
+        clock.clone(),
+    );
+    let mailer = SesMailer::new(
+        aws_sdk_sesv2::Client::new(&sdk),
+        config.mail_from.clone(),
+        config.ses_configuration_set.clone(),
+    );
+    App::new(config, Arc::new(store), Arc::new(mailer), clock)
+}
+
+/// Answers one API Gateway event.
+pub async fn handle_event(
+    app: &App,
+    function: Function,
+    event: lambda_http::Request,
+) -> lambda_http::Response<Body> {
+    let request = into_api_request(event);
+    let response = dispatch(app, Some(function), request).await;
+    let (parts, body) = response.into_parts();
+    lambda_http::Response::from_parts(parts, body_of(body))
+}
+
+fn body_of(bytes: Bytes) -> Body {
+    if bytes.is_empty() {
+        Body::Empty
+    } else {
+        match String::from_utf8(bytes.to_vec()) {
+            Ok(text) => Body::Text(text),
+            Err(e) => Body::Binary(e.into_bytes()),
+        }
+    }
+}
+
+fn into_api_request(event: lambda_http::Request) -> ApiRequest {
+    // The source IP is the one API Gateway saw; a client's X-Forwarded-For is ignored.
+    let ip = match event.request_context_ref() {
+        Some(RequestContext::ApiGatewayV2(context)) => context
+            .http
+            .source_ip
+            .as_deref()
+            .and_then(|ip| ip.parse().ok()),
+        _ => None,
+    }
+    .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+    let (parts, body) = event.into_parts();
+    let body = match body {
+        Body::Empty => Bytes::new(),
+        Body::Text(text) => Bytes::from(text),
+        Body::Binary(bytes) => Bytes::from(bytes),
+        _ => Bytes::new(),
+    };
+    // API Gateway caps payloads itself; this keeps the contract's limit exact.
+    let body = if body.len() > MAX_BODY_BYTES {
+        body.slice(..=MAX_BODY_BYTES)
+    } else {
+        body
+    };
+    ApiRequest::new(
+        parts.method,
+        parts.uri.path(),
+        parts.uri.query().map(str::to_owned),
+        parts.headers,
+        body,
+        ip,
+    )
+}

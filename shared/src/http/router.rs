@@ -1,0 +1,189 @@
+//! The route table: every route of the API, the function (Lambda) that owns it, and
+//! the dispatch from a request to its handler.
+
+use http::Method;
+
+use super::{ApiRequest, ApiResponse, Problem};
+use crate::app::App;
+
+/// The deployable functions, one per route group.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Function {
+    Signup,
+    Verify,
+}
+
+impl Function {
+    pub const ALL: &'static [Function] = &[Function::Signup, Function::Verify];
+
+    /// The function's binary (and directory) name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Function::Signup => "signup",
+            Function::Verify => "verify",
+        }
+    }
+}
+
+/// Every endpoint of the API.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Endpoint {
+    Signup,
+    CorrectEmail,
+    VerifyEmail,
+    ResendVerification,
+    Health,
+}
+
+/// One route: method, path pattern (`{name}` matches one segment) and endpoint.
+#[derive(Clone, Debug)]
+pub struct Route {
+    pub method: Method,
+    pub path: &'static str,
+    pub endpoint: Endpoint,
+}
+
+const fn route(method: Method, path: &'static str, endpoint: Endpoint) -> Route {
+    Route {
+        method,
+        path,
+        endpoint,
+    }
+}
+
+pub const ROUTES: &[Route] = &[
+    route(Method::POST, "/v1/signup", Endpoint::Signup),
+    route(
+        Method::POST,
+        "/v1/signup/correct-email",
+        Endpoint::CorrectEmail,
+    ),
+    route(Method::GET, "/v1/health", Endpoint::Health),
+    route(Method::POST, "/v1/email/verify", Endpoint::VerifyEmail),
+    route(
+        Method::POST,
+        "/v1/email/verify/resend",
+        Endpoint::ResendVerification,
+    ),
+];
+
+impl Endpoint {
+    /// The function that serves this endpoint in AWS.
+    pub fn function(self) -> Function {
+        match self {
+            Endpoint::Signup | Endpoint::CorrectEmail | Endpoint::Health => Function::Signup,
+            Endpoint::VerifyEmail | Endpoint::ResendVerification => Function::Verify,
+        }
+    }
+}
+
+/// The path parameters a pattern captured, in order.
+pub type PathParams = Vec<String>;
+
+fn matches(pattern: &str, path: &str) -> Option<PathParams> {
+    let mut params = Vec::new();
+    let mut pattern_segments = pattern.split('/');
+    let mut path_segments = path.split('/');
+    loop {
+        match (pattern_segments.next(), path_segments.next()) {
+            (None, None) => return Some(params),
+            (Some(p), Some(s)) if p.starts_with('{') && p.ends_with('}') && !s.is_empty() => {
+                params.push(s.to_owned());
+            }
+            (Some(p), Some(s)) if p == s => {}
+            _ => return None,
+        }
+    }
+}
+
+/// Finds the route for a request; `Err` is the problem to answer with.
+pub fn resolve(method: &Method, path: &str) -> Result<(Endpoint, PathParams), Problem> {
+    let path = if path.len() > 1 {
+        path.trim_end_matches('/')
+    } else {
+        path
+    };
+    let mut path_known = false;
+    for route in ROUTES {
+        if let Some(params) = matches(route.path, path) {
+            if route.method == *method {
+                return Ok((route.endpoint, params));
+            }
+            path_known = true;
+        }
+    }
+    Err(if path_known {
+        Problem::method_not_allowed()
+    } else {
+        Problem::not_found()
+    })
+}
+
+/// Answers one request. `serving` limits the endpoints to one function's (in AWS);
+/// the local server passes `None` and serves them all.
+pub async fn dispatch(app: &App, serving: Option<Function>, request: ApiRequest) -> ApiResponse {
+    let outcome = match resolve(&request.method, &request.path) {
+        Ok((endpoint, _)) if serving.is_some_and(|f| f != endpoint.function()) => {
+            Err(Problem::not_found())
+        }
+        Ok((endpoint, params)) => handle(app, endpoint, &params, &request).await,
+        Err(problem) => Err(problem),
+    };
+    outcome.unwrap_or_else(|problem| super::problem(&problem))
+}
+
+async fn handle(
+    app: &App,
+    endpoint: Endpoint,
+    _params: &PathParams,
+    request: &ApiRequest,
+) -> Result<ApiResponse, Problem> {
+    match endpoint {
+        Endpoint::Signup => crate::signup::signup(app, request).await,
+        Endpoint::CorrectEmail => crate::signup::correct_email(app, request).await,
+        Endpoint::VerifyEmail => crate::verification::verify(app, request).await,
+        Endpoint::ResendVerification => crate::verification::resend(app, request).await,
+        Endpoint::Health => crate::health::health(app).await,
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_known_path_with_another_method_is_not_allowed() {
+        let problem = resolve(&Method::GET, "/v1/signup").unwrap_err();
+        assert_eq!(problem.code, "method_not_allowed");
+    }
+
+    #[test]
+    fn an_unknown_path_is_not_found() {
+        assert_eq!(
+            resolve(&Method::GET, "/v1/nope").unwrap_err().code,
+            "not_found"
+        );
+    }
+
+    #[test]
+    fn patterns_capture_path_parameters() {
+        assert_eq!(
+            matches("/v1/account/sessions/{id}", "/v1/account/sessions/abc"),
+            Some(vec!["abc".to_owned()])
+        );
+        assert_eq!(
+            matches("/v1/account/sessions/{id}", "/v1/account/sessions/"),
+            None
+        );
+    }
+
+    #[test]
+    fn every_route_is_unique() {
+        for (i, a) in ROUTES.iter().enumerate() {
+            for b in &ROUTES[i + 1..] {
+                assert!(!(a.method == b.method && a.path == b.path), "{}", a.path);
+            }
+        }
+    }
+}

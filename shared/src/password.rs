@@ -1,0 +1,359 @@
+//! Passwords as credentials: the strength policy every new password must meet, and
+//! argon2id hashing that runs off the async runtime and costs the same whether or not
+//! an account exists.
+
+use std::sync::{Arc, LazyLock, OnceLock};
+
+use anyhow::{Context, anyhow};
+use argon2::password_hash::{PasswordHasher as _, PasswordVerifier as _};
+use argon2::{Algorithm, Argon2, Params, Version};
+use unicode_normalization::UnicodeNormalization;
+
+use crate::email::EmailAddress;
+use crate::secret::Secret;
+use crate::username::Username;
+
+pub const MIN_CHARS: usize = 8;
+pub const MAX_CHARS: usize = 128;
+
+/// The bundled list of common passwords (lowercase, byte-sorted; see data/README.md).
+static COMMON_PASSWORDS: &str = include_str!("../data/common-passwords.txt");
+static COMMON_SORTED: LazyLock<Vec<&'static str>> =
+    LazyLock::new(|| COMMON_PASSWORDS.lines().collect());
+
+/// Why a password was refused; each is reported as a field error code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Weakness {
+    TooShort,
+    TooLong,
+    Common,
+    ContainsEmail,
+    ContainsUsername,
+}
+
+impl Weakness {
+    pub fn code(self) -> &'static str {
+        match self {
+            Weakness::TooShort => "too_short",
+            Weakness::TooLong => "too_long",
+            Weakness::Common => "common",
+            Weakness::ContainsEmail => "contains_email",
+            Weakness::ContainsUsername => "contains_username",
+        }
+    }
+}
+
+/// A password that met the policy: the only kind that can be hashed for storage.
+pub struct NewPassword(Secret);
+
+impl NewPassword {
+    /// Checks a proposed password against the policy. Length counts characters (after
+    /// NFKC normalisation, as NIST SP 800-63B recommends), not bytes.
+    pub fn parse(
+        input: &Secret,
+        email: Option<&EmailAddress>,
+        username: Option<&Username>,
+    ) -> Result<NewPassword, Vec<Weakness>> {
+        let normalised = normalise(input);
+        let text = normalised.expose();
+        let chars = text.chars().count();
+        let lower = text.to_lowercase();
+        let mut weaknesses = Vec::new();
+        if chars < MIN_CHARS {
+            weaknesses.push(Weakness::TooShort);
+        }
+        if chars > MAX_CHARS {
+            weaknesses.push(Weakness::TooLong);
+        }
+        if is_common(&lower) {
+            weaknesses.push(Weakness::Common);
+        }
+        // A local part of one or two characters would refuse half of all passwords.
+        if email.is_some_and(|e| {
+            let local = e.canonical_local_part();
+            local.chars().count() >= 3 && lower.contains(local)
+        }) {
+            weaknesses.push(Weakness::ContainsEmail);
+        }
+        if username.is_some_and(|u| lower.contains(u.canonical())) {
+            weaknesses.push(Weakness::ContainsUsername);
+        }
+        if weaknesses.is_empty() {
+            Ok(NewPassword(normalised))
+        } else {
+            Err(weaknesses)
+        }
+    }
+}
+
+fn is_common(lowercase: &str) -> bool {
+    COMMON_SORTED.binary_search(&lowercase).is_ok()
+}
+
+/// The form a password is hashed in, so that the same characters typed on different
+/// keyboards (composed or decomposed accents, full-width digits) verify alike.
+fn normalise(input: &Secret) -> Secret {
+    Secret::new(input.expose().nfkc().collect::<String>())
+}
+
+/// A stored argon2 hash in PHC string form (`$argon2id$v=19$m=...`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PasswordHash(pub String);
+
+/// The result of checking a password against a stored hash.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    Wrong,
+    Right { needs_rehash: bool },
+}
+
+/// argon2id parameters; [`HashParams::OWASP`] is the floor.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HashParams {
+    pub memory_kib: u32,
+    pub iterations: u32,
+    pub parallelism: u32,
+}
+
+impl HashParams {
+    /// OWASP's first argon2id configuration: m=19456 KiB, t=2, p=1.
+    pub const OWASP: HashParams = HashParams {
+        memory_kib: 19_456,
+        iterations: 2,
+        parallelism: 1,
+    };
+
+    /// Whether these parameters are at least as costly as OWASP's.
+    pub fn meets_owasp(&self) -> bool {
+        self.memory_kib >= Self::OWASP.memory_kib
+            && self.iterations >= Self::OWASP.iterations
+            && self.parallelism >= 1
+    }
+}
+
+/// Hashes and verifies passwords with argon2id on the blocking thread pool.
+#[derive(Clone)]
+pub struct PasswordHasher {
+    inner: Arc<HasherInner>,
+}
+
+struct HasherInner {
+    params: HashParams,
+    argon2: Argon2<'static>,
+    /// A hash of a random password, verified against when there is no account, so that
+    /// an unknown login costs one argon2 run like a known one.
+    dummy: OnceLock<String>,
+}
+
+impl PasswordHasher {
+    pub fn new(params: HashParams) -> anyhow::Result<PasswordHasher> {
+        let argon2_params = Params::new(
+            params.memory_kib,
+            params.iterations,
+            params.parallelism,
+            None,
+        )
+        .map_err(|e| anyhow!("invalid argon2 parameters: {e}"))?;
+        Ok(PasswordHasher {
+            inner: Arc::new(HasherInner {
+                params,
+                argon2: Argon2::new(Algorithm::Argon2id, Version::V0x13, argon2_params),
+                dummy: OnceLock::new(),
+            }),
+        })
+    }
+
+    pub fn params(&self) -> HashParams {
+        self.inner.params
+    }
+
+    /// Hashes a password that met the policy.
+    pub async fn hash(&self, password: &NewPassword) -> anyhow::Result<PasswordHash> {
+        let inner = self.inner.clone();
+        let secret = password.0.clone();
+        tokio::task::spawn_blocking(move || inner.hash(&secret))
+            .await
+            .context("the password hashing task failed")?
+            .map(PasswordHash)
+    }
+
+    /// Hashes any secret answer (security answers are hashed like passwords).
+    pub async fn hash_secret(&self, secret: &Secret) -> anyhow::Result<PasswordHash> {
+        let inner = self.inner.clone();
+        let secret = normalise(secret);
+        tokio::task::spawn_blocking(move || inner.hash(&secret))
+            .await
+            .context("the hashing task failed")?
+            .map(PasswordHash)
+    }
+
+    /// Checks a password against a stored hash, or against a dummy hash with the same
+    /// cost when there is none (unknown account): the answer is then always `Wrong`.
+    pub async fn verify(
+        &self,
+        password: &Secret,
+        stored: Option<&PasswordHash>,
+    ) -> anyhow::Result<Verdict> {
+        let inner = self.inner.clone();
+        let password = normalise(password);
+        let stored = stored.map(|hash| hash.0.clone());
+        tokio::task::spawn_blocking(move || inner.verify(&password, stored.as_deref()))
+            .await
+            .context("the password verification task failed")?
+    }
+}
+
+impl HasherInner {
+    fn hash(&self, secret: &Secret) -> anyhow::Result<String> {
+        self.argon2
+            .hash_password(secret.expose().as_bytes())
+            .map(|hash| hash.to_string())
+            .map_err(|e| anyhow!("argon2 hashing failed: {e}"))
+    }
+
+    fn dummy_hash(&self) -> anyhow::Result<&str> {
+        if let Some(hash) = self.dummy.get() {
+            return Ok(hash);
+        }
+        let random = crate::secret::random_bytes::<16>()?;
+        let hash = self.hash(&Secret::new(format!("{random:02x?}")))?;
+        Ok(self.dummy.get_or_init(|| hash))
+    }
+
+    fn verify(&self, password: &Secret, stored: Option<&str>) -> anyhow::Result<Verdict> {
+        let (phc, is_dummy) = match stored {
+            Some(phc) => (phc, false),
+            None => (self.dummy_hash()?, true),
+        };
+        let parsed = argon2::password_hash::phc::PasswordHash::new(phc)
+            .map_err(|e| anyhow!("a stored password hash is malformed: {e}"))?;
+        let matches = self
+            .argon2
+            .verify_password(password.expose().as_bytes(), &parsed)
+            .is_ok();
+        if is_dummy || !matches {
+            return Ok(Verdict::Wrong);
+        }
+        let stored_params = Params::try_from(&parsed).ok();
+        let needs_rehash = parsed.algorithm.as_str() != "argon2id"
+            || stored_params.is_none_or(|p| {
+                p.m_cost() < self.params.memory_kib
+                    || p.t_cost() < self.params.iterations
+                    || p.p_cost() < self.params.parallelism
+            });
+        Ok(Verdict::Right { needs_rehash })
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn secret(s: &str) -> Secret {
+        Secret::new(s)
+    }
+
+    fn weaknesses(password: &str) -> Vec<Weakness> {
+        let email = EmailAddress::parse("marguerite@example.com").unwrap();
+        let username = Username::parse("Moonbeam").unwrap();
+        match NewPassword::parse(&secret(password), Some(&email), Some(&username)) {
+            Ok(_) => vec![],
+            Err(w) => w,
+        }
+    }
+
+    #[test]
+    fn a_long_uncommon_password_is_accepted() {
+        assert!(weaknesses("correct horse battery staple").is_empty());
+    }
+
+    #[test]
+    fn length_counts_characters_not_bytes() {
+        // Seven two-byte characters are 14 bytes but still too short.
+        assert_eq!(weaknesses("ééééééé"), vec![Weakness::TooShort]);
+        assert!(weaknesses("éééééééé").is_empty());
+        assert_eq!(weaknesses(&"é".repeat(129)), vec![Weakness::TooLong]);
+        assert!(weaknesses(&"é".repeat(128)).is_empty());
+    }
+
+    #[test]
+    fn common_passwords_are_refused_whatever_their_case() {
+        assert_eq!(weaknesses("PASSWORD123"), vec![Weakness::Common]);
+        assert_eq!(weaknesses("iloveyou2"), vec![Weakness::Common]);
+    }
+
+    #[test]
+    fn the_bundled_list_is_large_and_sorted() {
+        assert!(COMMON_SORTED.len() >= 10_000);
+        assert!(COMMON_SORTED.windows(2).all(|w| w[0] < w[1]));
+    }
+
+    #[test]
+    fn a_password_containing_the_email_or_username_is_refused() {
+        assert_eq!(weaknesses("xxMarguerite!!"), vec![Weakness::ContainsEmail]);
+        assert_eq!(
+            weaknesses("my-moonbeam-42"),
+            vec![Weakness::ContainsUsername]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_hash_verifies_its_password_only() {
+        let hasher = PasswordHasher::new(HashParams::OWASP).unwrap();
+        let password = NewPassword::parse(&secret("tangerine-quartz-88"), None, None).unwrap();
+        let hash = hasher.hash(&password).await.unwrap();
+        assert!(hash.0.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"));
+        let right = hasher
+            .verify(&secret("tangerine-quartz-88"), Some(&hash))
+            .await;
+        assert_eq!(
+            right.unwrap(),
+            Verdict::Right {
+                needs_rehash: false
+            }
+        );
+        let wrong = hasher
+            .verify(&secret("tangerine-quartz-89"), Some(&hash))
+            .await;
+        assert_eq!(wrong.unwrap(), Verdict::Wrong);
+    }
+
+    #[tokio::test]
+    async fn an_unknown_account_is_always_a_wrong_password() {
+        let hasher = PasswordHasher::new(HashParams::OWASP).unwrap();
+        let verdict = hasher
+            .verify(&secret("anything-at-all"), None)
+            .await
+            .unwrap();
+        assert_eq!(verdict, Verdict::Wrong);
+    }
+
+    #[tokio::test]
+    async fn a_hash_with_weaker_parameters_asks_to_be_rehashed() {
+        let weak = PasswordHasher::new(HashParams {
+            memory_kib: 8_192,
+            iterations: 1,
+            parallelism: 1,
+        })
+        .unwrap();
+        let password = NewPassword::parse(&secret("tangerine-quartz-88"), None, None).unwrap();
+        let hash = weak.hash(&password).await.unwrap();
+        let strong = PasswordHasher::new(HashParams::OWASP).unwrap();
+        let verdict = strong
+            .verify(&secret("tangerine-quartz-88"), Some(&hash))
+            .await;
+        assert_eq!(verdict.unwrap(), Verdict::Right { needs_rehash: true });
+    }
+
+    #[tokio::test]
+    async fn composed_and_decomposed_accents_are_one_password() {
+        let hasher = PasswordHasher::new(HashParams::OWASP).unwrap();
+        let password = NewPassword::parse(&secret("caf\u{e9}-ombre-2024"), None, None).unwrap();
+        let hash = hasher.hash(&password).await.unwrap();
+        let verdict = hasher
+            .verify(&secret("cafe\u{301}-ombre-2024"), Some(&hash))
+            .await;
+        assert!(matches!(verdict.unwrap(), Verdict::Right { .. }));
+    }
+}

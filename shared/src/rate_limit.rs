@@ -1,0 +1,116 @@
+//! Fixed-window rate limits kept in the store, so every function instance shares them.
+
+use crate::clock::Clock;
+use crate::records::{attr, keys};
+use crate::store::EXPIRES_AT;
+use crate::store::{Change, Store};
+
+/// A limit of `max` events per `window_seconds` for one subject (an IP, an account).
+#[derive(Clone, Copy, Debug)]
+pub struct RateLimit {
+    pub scope: &'static str,
+    pub max: u32,
+    pub window_seconds: i64,
+}
+
+/// The limit was reached; retry after this many seconds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("rate limit reached; retry after {retry_after} s")]
+pub struct RateLimited {
+    pub retry_after: u64,
+}
+
+impl RateLimit {
+    pub const fn per_hour(scope: &'static str, max: u32) -> RateLimit {
+        RateLimit {
+            scope,
+            max,
+            window_seconds: 3_600,
+        }
+    }
+
+    /// Counts one event for `subject` and says whether it is within the limit. One
+    /// atomic update: concurrent events are all counted.
+    pub async fn hit(
+        &self,
+        store: &dyn Store,
+        clock: &dyn Clock,
+        subject: &str,
+    ) -> anyhow::Result<Result<(), RateLimited>> {
+        let now = clock.now();
+        let window = now.div_euclid(self.window_seconds);
+        let window_end = (window + 1) * self.window_seconds;
+        let updated = store
+            .write(crate::store::Write::update(
+                keys::rate_window(self.scope, subject, window),
+                vec![
+                    Change::add(attr::COUNT, 1),
+                    Change::set(EXPIRES_AT, window_end),
+                ],
+            ))
+            .await
+            .map_err(anyhow::Error::from)?;
+        let count = updated.and_then(|item| item.n(attr::COUNT)).unwrap_or(0);
+        Ok(if count > i64::from(self.max) {
+            Err(RateLimited {
+                retry_after: u64::try_from(window_end - now).unwrap_or(1),
+            })
+        } else {
+            Ok(())
+        })
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::clock::ManualClock;
+    use crate::store::memory::MemoryStore;
+
+    #[tokio::test]
+    async fn a_subject_over_its_limit_is_told_when_to_retry() {
+        let clock = ManualClock::starting_now();
+        let store = MemoryStore::new(clock.clone());
+        let limit = RateLimit::per_hour("test", 2);
+        for _ in 0..2 {
+            assert!(
+                limit
+                    .hit(&store, clock.as_ref(), "1.2.3.4")
+                    .await
+                    .unwrap()
+                    .is_ok()
+            );
+        }
+        let refused = limit.hit(&store, clock.as_ref(), "1.2.3.4").await.unwrap();
+        let retry_after = refused.unwrap_err().retry_after;
+        assert!((1..=3_600).contains(&retry_after));
+        assert!(
+            limit
+                .hit(&store, clock.as_ref(), "5.6.7.8")
+                .await
+                .unwrap()
+                .is_ok()
+        );
+    }
+
+    #[tokio::test]
+    async fn a_new_window_starts_a_new_count() {
+        let clock = ManualClock::starting_now();
+        let store = MemoryStore::new(clock.clone());
+        let limit = RateLimit::per_hour("test", 1);
+        limit
+            .hit(&store, clock.as_ref(), "ip")
+            .await
+            .unwrap()
+            .unwrap();
+        clock.advance(3_600);
+        assert!(
+            limit
+                .hit(&store, clock.as_ref(), "ip")
+                .await
+                .unwrap()
+                .is_ok()
+        );
+    }
+}

@@ -1,0 +1,177 @@
+//! The items the product stores: their keys, attribute names, and the typed records
+//! read from them. The single-table layout is documented in the README.
+
+use serde::{Deserialize, Serialize};
+
+use crate::email::EmailAddress;
+use crate::password::PasswordHash;
+use crate::store::{Item, Key, schema};
+
+/// Attribute names, in one place so readers and writers cannot drift apart.
+pub mod attr {
+    pub const USER_ID: &str = "user_id";
+    pub const EMAIL: &str = "email";
+    pub const EMAIL_CANONICAL: &str = "email_canonical";
+    pub const USERNAME: &str = "username";
+    pub const USERNAME_CANONICAL: &str = "username_canonical";
+    pub const FULL_NAME: &str = "full_name";
+    pub const ACCOUNT_TYPE: &str = "account_type";
+    pub const EMAIL_VERIFIED: &str = "email_verified";
+    pub const CREATED_AT: &str = "created_at";
+    pub const PASSWORD_HASH: &str = "password_hash";
+    pub const TOKEN_HASH: &str = "token_hash";
+    pub const CODE_HASH: &str = "code_hash";
+    pub const CODE_ATTEMPTS: &str = "code_attempts";
+    pub const SENT_AT: &str = "sent_at";
+    pub const WINDOW_START: &str = "window_start";
+    pub const WINDOW_SENDS: &str = "window_sends";
+    pub const NOTICE_SENT_AT: &str = "notice_sent_at";
+    pub const COUNT: &str = "count";
+}
+
+/// Item keys.
+pub mod keys {
+    use crate::store::Key;
+
+    /// The account itself.
+    pub fn user(user_id: &str) -> Key {
+        Key::new(format!("USER#{user_id}"), "PROFILE")
+    }
+
+    /// The pending email verification of an account (at most one).
+    pub fn verification(user_id: &str) -> Key {
+        Key::new(format!("USER#{user_id}"), "VERIFY")
+    }
+
+    /// Claims an email address (canonical form) for one account.
+    pub fn email_claim(canonical_email: &str) -> Key {
+        Key::new(format!("EMAIL#{canonical_email}"), "CLAIM")
+    }
+
+    /// Claims a username (canonical form) for one account.
+    pub fn username_claim(canonical_username: &str) -> Key {
+        Key::new(format!("USERNAME#{canonical_username}"), "CLAIM")
+    }
+
+    /// A fixed-window counter of a rate limit.
+    pub fn rate_window(scope: &str, subject: &str, window: i64) -> Key {
+        Key::new(format!("RATE#{scope}#{subject}"), window.to_string())
+    }
+}
+
+/// What kind of party an account is on the marketplace.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AccountType {
+    Freelancer,
+    Client,
+    Agency,
+}
+
+impl AccountType {
+    pub fn parse(text: &str) -> Option<AccountType> {
+        match text {
+            "freelancer" => Some(AccountType::Freelancer),
+            "client" => Some(AccountType::Client),
+            "agency" => Some(AccountType::Agency),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AccountType::Freelancer => "freelancer",
+            AccountType::Client => "client",
+            AccountType::Agency => "agency",
+        }
+    }
+}
+
+/// An account as stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct User {
+    pub id: String,
+    /// Where mail goes.
+    pub email: String,
+    pub email_canonical: String,
+    pub username: Option<String>,
+    pub username_canonical: Option<String>,
+    pub full_name: Option<String>,
+    pub account_type: AccountType,
+    pub email_verified: bool,
+    pub created_at: i64,
+    pub password_hash: PasswordHash,
+}
+
+/// The day an unverified account was created, as its cleanup-index partition.
+pub fn unverified_day(created_at: i64) -> String {
+    let day = created_at.div_euclid(86_400);
+    format!("UNVERIFIED#{day}")
+}
+
+impl User {
+    pub fn key(&self) -> Key {
+        keys::user(&self.id)
+    }
+
+    pub fn to_item(&self) -> Item {
+        let mut item = Item::new(&self.key());
+        item.set(attr::USER_ID, self.id.as_str())
+            .set(attr::EMAIL, self.email.as_str())
+            .set(attr::EMAIL_CANONICAL, self.email_canonical.as_str())
+            .set_opt(attr::USERNAME, self.username.clone())
+            .set_opt(attr::USERNAME_CANONICAL, self.username_canonical.clone())
+            .set_opt(attr::FULL_NAME, self.full_name.clone())
+            .set(attr::ACCOUNT_TYPE, self.account_type.as_str())
+            .set(attr::EMAIL_VERIFIED, self.email_verified)
+            .set(attr::CREATED_AT, self.created_at)
+            .set(attr::PASSWORD_HASH, self.password_hash.0.as_str());
+        if !self.email_verified {
+            // Sparse index: only unverified accounts are in it, for the cleanup job.
+            let index = schema::UNVERIFIED_BY_DAY;
+            item.set(index.pk, unverified_day(self.created_at))
+                .set(index.sk, format!("{}#{}", self.created_at, self.id));
+        }
+        item
+    }
+
+    pub fn from_item(item: &Item) -> anyhow::Result<User> {
+        let text = |name: &str| {
+            item.s(name)
+                .map(str::to_owned)
+                .ok_or_else(|| anyhow::anyhow!("a user item lacks its {name}"))
+        };
+        let account_type = AccountType::parse(&text(attr::ACCOUNT_TYPE)?)
+            .ok_or_else(|| anyhow::anyhow!("a user item has an unknown account type"))?;
+        Ok(User {
+            id: text(attr::USER_ID)?,
+            email: text(attr::EMAIL)?,
+            email_canonical: text(attr::EMAIL_CANONICAL)?,
+            username: item.s(attr::USERNAME).map(str::to_owned),
+            username_canonical: item.s(attr::USERNAME_CANONICAL).map(str::to_owned),
+            full_name: item.s(attr::FULL_NAME).map(str::to_owned),
+            account_type,
+            email_verified: item.bool(attr::EMAIL_VERIFIED).unwrap_or(false),
+            created_at: item.n(attr::CREATED_AT).unwrap_or(0),
+            password_hash: PasswordHash(text(attr::PASSWORD_HASH)?),
+        })
+    }
+}
+
+/// The item that claims an email address for an account. It also remembers where to
+/// send mail, so that a signup colliding with it can answer in one round trip.
+pub fn email_claim_item(email: &EmailAddress, user_id: &str) -> Item {
+    Item::new(&keys::email_claim(email.canonical()))
+        .with(attr::USER_ID, user_id)
+        .with(attr::EMAIL, email.address())
+}
+
+/// The item that claims a username for an account.
+pub fn username_claim_item(canonical_username: &str, user_id: &str) -> Item {
+    Item::new(&keys::username_claim(canonical_username)).with(attr::USER_ID, user_id)
+}
+
+/// A fresh account id: a random (v4) UUID.
+pub fn new_user_id() -> String {
+    uuid::Uuid::new_v4().to_string()
+}

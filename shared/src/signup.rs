@@ -1,0 +1,328 @@
+//! Signing up: one account per email address, enumeration-safe answers, and fixing a
+//! mistyped address before it is verified.
+
+use anyhow::Context;
+use http::StatusCode;
+use serde::Deserialize;
+
+use crate::app::App;
+use crate::email::EmailAddress;
+use crate::http::{ApiRequest, ApiResponse, FieldError, Problem};
+use crate::mail::messages::Message;
+use crate::password::{NewPassword, Verdict};
+use crate::rate_limit::{RateLimit, RateLimited};
+use crate::records::{self, AccountType, User, attr, keys};
+use crate::secret::Secret;
+use crate::store::{Change, Cond, TransactError, Write};
+use crate::username::Username;
+use crate::verification;
+
+/// The longest full name kept, in characters.
+const MAX_FULL_NAME_CHARS: usize = 100;
+/// The least time between two "you already have an account" emails to one address.
+const NOTICE_COOLDOWN_SECONDS: i64 = 60;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SignupRequest {
+    email: String,
+    password: Secret,
+    account_type: String,
+    username: Option<String>,
+    full_name: Option<String>,
+}
+
+/// A signup whose every field is valid.
+struct NewAccount {
+    email: EmailAddress,
+    password: NewPassword,
+    account_type: AccountType,
+    username: Option<Username>,
+    full_name: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SignupError {
+    #[error("the signup is invalid")]
+    Invalid(Vec<FieldError>),
+    #[error("the username is taken")]
+    UsernameTaken,
+    #[error(transparent)]
+    RateLimited(#[from] RateLimited),
+    #[error(transparent)]
+    Unexpected(#[from] anyhow::Error),
+}
+
+impl From<SignupError> for Problem {
+    fn from(error: SignupError) -> Problem {
+        match error {
+            SignupError::Invalid(errors) => Problem::validation(errors),
+            SignupError::UsernameTaken => Problem::new(
+                StatusCode::CONFLICT,
+                "username_taken",
+                "That username is taken. Please choose another.",
+            ),
+            SignupError::RateLimited(limited) => Problem::rate_limited(limited.retry_after),
+            SignupError::Unexpected(e) => Problem::internal(&e),
+        }
+    }
+}
+
+fn signup_limit(app: &App) -> RateLimit {
+    RateLimit::per_hour("signup", app.config.limits.signups_per_ip_per_hour)
+}
+
+/// `POST /v1/signup`
+pub async fn signup(app: &App, request: &ApiRequest) -> Result<ApiResponse, Problem> {
+    let body: SignupRequest = request.json()?;
+    let account = parse_signup(body).map_err(SignupError::Invalid)?;
+    signup_limit(app)
+        .hit(
+            app.store.as_ref(),
+            app.clock.as_ref(),
+            &request.client.ip.to_string(),
+        )
+        .await
+        .context("counting a signup against its IP's limit")?
+        .map_err(SignupError::from)?;
+    app.with_floor(create_account(app, account)).await?;
+    Ok(verification_sent())
+}
+
+fn verification_sent() -> ApiResponse {
+    crate::http::status(StatusCode::ACCEPTED, "verification_sent")
+}
+
+fn parse_signup(body: SignupRequest) -> Result<NewAccount, Vec<FieldError>> {
+    let mut errors = Vec::new();
+    let email = EmailAddress::parse(&body.email)
+        .map_err(|_| errors.push(FieldError::new("email", "invalid")))
+        .ok();
+    let username = match body.username.as_deref().map(str::trim) {
+        None | Some("") => None,
+        Some(text) => Username::parse(text)
+            .map_err(|_| errors.push(FieldError::new("username", "invalid")))
+            .ok(),
+    };
+    let password = NewPassword::parse(&body.password, email.as_ref(), username.as_ref())
+        .map_err(|weaknesses| {
+            errors.extend(
+                weaknesses
+                    .iter()
+                    .map(|w| FieldError::new("password", w.code())),
+            );
+        })
+        .ok();
+    let account_type = AccountType::parse(&body.account_type);
+    if account_type.is_none() {
+        errors.push(FieldError::new("account_type", "invalid"));
+    }
+    let full_name = body
+        .full_name
+        .map(|name| name.trim().to_owned())
+        .filter(|name| !name.is_empty());
+    if full_name.as_deref().is_some_and(|name| {
+        name.chars().count() > MAX_FULL_NAME_CHARS || name.chars().any(char::is_control)
+    }) {
+        errors.push(FieldError::new("full_name", "invalid"));
+    }
+    match (email, password, account_type) {
+        (Some(email), Some(password), Some(account_type)) if errors.is_empty() => Ok(NewAccount {
+            email,
+            password,
+            account_type,
+            username,
+            full_name,
+        }),
+        _ => Err(errors),
+    }
+}
+
+/// Creates the account and sends its verification, or tells the owner of an existing
+/// account about the attempt. Both branches hash a password and send one email.
+async fn create_account(app: &App, account: NewAccount) -> Result<(), SignupError> {
+    let password_hash = app.passwords.hash(&account.password).await?;
+    let now = app.now();
+    let user = User {
+        id: records::new_user_id(),
+        email: account.email.address().to_owned(),
+        email_canonical: account.email.canonical().to_owned(),
+        username: account.username.as_ref().map(|u| u.as_str().to_owned()),
+        username_canonical: account.username.as_ref().map(|u| u.canonical().to_owned()),
+        full_name: account.full_name,
+        account_type: account.account_type,
+        email_verified: false,
+        created_at: now,
+        password_hash,
+    };
+    let pending = verification::Pending::issue(&user.id, now)?;
+    const EMAIL_CLAIM: usize = 0;
+    const USERNAME_CLAIM: usize = 3;
+    let mut writes = vec![
+        Write::put(records::email_claim_item(&account.email, &user.id)).when(Cond::ItemAbsent),
+        Write::put(user.to_item()).when(Cond::ItemAbsent),
+        Write::put(pending.to_item(None)),
+    ];
+    if let Some(username) = &user.username_canonical {
+        writes.push(
+            Write::put(records::username_claim_item(username, &user.id)).when(Cond::ItemAbsent),
+        );
+    }
+    match app.store.transact(writes).await {
+        Ok(()) => {
+            app.send_quietly(&user.email, pending.message(app)).await;
+            Ok(())
+        }
+        // A taken username is public knowledge; it must win over "email exists", or a
+        // known-taken username would reveal whether an address has an account.
+        Err(e) if e.failed_at(USERNAME_CLAIM).is_some() => Err(SignupError::UsernameTaken),
+        Err(e) if e.failed_at(EMAIL_CLAIM).is_some() => {
+            let claim = e
+                .failed_at(EMAIL_CLAIM)
+                .and_then(|failed| failed.current.clone());
+            if let Some(address) = claim.as_ref().and_then(|c| c.s(attr::EMAIL)) {
+                notify_existing_owner(app, account.email.canonical(), address).await?;
+            }
+            Ok(())
+        }
+        Err(TransactError::ConditionFailed { .. }) => {
+            Err(anyhow::anyhow!("a new account's id collided with an existing one").into())
+        }
+        Err(TransactError::Unexpected(e)) => Err(e.context("creating an account").into()),
+    }
+}
+
+/// Tells the owner of an existing account that someone tried to sign up with their
+/// address, at most once a minute.
+async fn notify_existing_owner(
+    app: &App,
+    canonical_email: &str,
+    stored_address: &str,
+) -> anyhow::Result<()> {
+    let now = app.now();
+    let cooled_down = Cond::attr_absent(attr::NOTICE_SENT_AT).or(Cond::le(
+        attr::NOTICE_SENT_AT,
+        now - NOTICE_COOLDOWN_SECONDS,
+    ));
+    let claimed = app
+        .store
+        .write(
+            Write::update(
+                keys::email_claim(canonical_email),
+                vec![Change::set(attr::NOTICE_SENT_AT, now)],
+            )
+            .when(Cond::ItemExists.and(cooled_down)),
+        )
+        .await;
+    match claimed {
+        Ok(_) => {
+            let message = Message::AccountExists {
+                login_url: app.config.app_base_url.page("/login"),
+                reset_url: app.config.app_base_url.page("/forgot-password"),
+            };
+            app.send_quietly(stored_address, message).await;
+            Ok(())
+        }
+        Err(crate::store::WriteError::ConditionFailed { .. }) => Ok(()),
+        Err(crate::store::WriteError::Unexpected(e)) => {
+            Err(e.context("recording an account-exists notice"))
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CorrectEmailRequest {
+    email: String,
+    password: Secret,
+    new_email: String,
+}
+
+/// `POST /v1/signup/correct-email`: moves a not-yet-verified account to the address
+/// its owner meant to type. Answers like signup whatever happens, so it cannot be
+/// used to test passwords or addresses.
+pub async fn correct_email(app: &App, request: &ApiRequest) -> Result<ApiResponse, Problem> {
+    let body: CorrectEmailRequest = request.json()?;
+    let mut errors = Vec::new();
+    let old = EmailAddress::parse(&body.email)
+        .map_err(|_| errors.push(FieldError::new("email", "invalid")))
+        .ok();
+    let new = EmailAddress::parse(&body.new_email)
+        .map_err(|_| errors.push(FieldError::new("new_email", "invalid")))
+        .ok();
+    let (Some(old), Some(new)) = (old, new) else {
+        return Err(SignupError::Invalid(errors).into());
+    };
+    signup_limit(app)
+        .hit(
+            app.store.as_ref(),
+            app.clock.as_ref(),
+            &request.client.ip.to_string(),
+        )
+        .await
+        .context("counting an email correction against its IP's limit")?
+        .map_err(SignupError::from)?;
+    app.with_floor(move_unverified_account(app, &old, &body.password, &new))
+        .await?;
+    Ok(verification_sent())
+}
+
+async fn move_unverified_account(
+    app: &App,
+    old: &EmailAddress,
+    password: &Secret,
+    new: &EmailAddress,
+) -> Result<(), SignupError> {
+    let user = crate::accounts::find_by_email(app, old).await?;
+    let verdict = app
+        .passwords
+        .verify(password, user.as_ref().map(|u| &u.password_hash))
+        .await?;
+    let Some(user) = user.filter(|u| !u.email_verified && verdict != Verdict::Wrong) else {
+        return Ok(());
+    };
+    if new.canonical() == user.email_canonical {
+        // Same address: behave like a resend.
+        let previous = app
+            .store
+            .get(&keys::verification(&user.id))
+            .await
+            .context("reading a verification")?;
+        return Ok(verification::resend_to(app, &user, previous.as_ref()).await?);
+    }
+    let now = app.now();
+    let pending = verification::Pending::issue(&user.id, now)?;
+    let moved = User {
+        email: new.address().to_owned(),
+        email_canonical: new.canonical().to_owned(),
+        ..user.clone()
+    };
+    const NEW_CLAIM: usize = 1;
+    let writes = vec![
+        Write::delete(keys::email_claim(&user.email_canonical))
+            .when(Cond::eq(attr::USER_ID, user.id.as_str())),
+        Write::put(records::email_claim_item(new, &user.id)).when(Cond::ItemAbsent),
+        Write::put(moved.to_item()).when(
+            Cond::eq(attr::EMAIL_CANONICAL, user.email_canonical.as_str())
+                .and(Cond::eq(attr::EMAIL_VERIFIED, false)),
+        ),
+        // Replaces the old verification: links sent to the mistyped address die.
+        Write::put(pending.to_item(None)),
+    ];
+    match app.store.transact(writes).await {
+        Ok(()) => {
+            app.send_quietly(&moved.email, pending.message(app)).await;
+            Ok(())
+        }
+        Err(e) if e.failed_at(NEW_CLAIM).is_some() => {
+            let claim = e.failed_at(NEW_CLAIM).and_then(|f| f.current.clone());
+            if let Some(address) = claim.as_ref().and_then(|c| c.s(attr::EMAIL)) {
+                notify_existing_owner(app, new.canonical(), address).await?;
+            }
+            Ok(())
+        }
+        // Verified or moved meanwhile by a concurrent request: nothing to do.
+        Err(TransactError::ConditionFailed { .. }) => Ok(()),
+        Err(TransactError::Unexpected(e)) => Err(e.context("moving an account's email").into()),
+    }
+}

@@ -1,0 +1,169 @@
+//! `SesMailer` against the SES v2 emulator (`aws-ses-v2-local`): a rendered message goes
+//! out through the real SDK and is read back from the emulator's `/store`.
+//!
+//! Needs `AWS_ENDPOINT_URL_SESV2` and `SES_EMULATOR_URL` (both the emulator's base URL)
+//! plus dummy credentials; `scripts/emulators.sh start <dir>` prints them. Without them
+//! the tests fail loudly rather than pass without having sent anything.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use accounts::mail::Mailer;
+use accounts::mail::messages::Message;
+use accounts::mail::ses::SesMailer;
+use anyhow::Context;
+use aws_config::BehaviorVersion;
+use serde::Deserialize;
+
+const FROM: &str = "Account security <no-reply@accounts.test>";
+
+fn required_env(name: &str) -> String {
+    match std::env::var(name) {
+        Ok(value) if !value.trim().is_empty() => value,
+        _ => panic!(
+            "{name} is not set: these tests need the SES v2 emulator. Start it with \
+             `scripts/emulators.sh start .test-run` and source `.test-run/env`."
+        ),
+    }
+}
+
+/// The emulator's base URL, and an `SesMailer` whose SDK client talks to it.
+async fn mailer() -> (String, SesMailer) {
+    let endpoint = required_env("AWS_ENDPOINT_URL_SESV2");
+    let emulator = required_env("SES_EMULATOR_URL");
+    let region = std::env::var("AWS_REGION").unwrap_or_else(|_| "us-east-1".to_owned());
+    let shared = aws_config::defaults(BehaviorVersion::latest())
+        .region(aws_config::Region::new(region))
+        .load()
+        .await;
+    // Set the endpoint explicitly too, so the test cannot reach real SES even if the
+    // SDK were told to ignore endpoint variables.
+    let config = aws_sdk_sesv2::config::Builder::from(&shared)
+        .endpoint_url(endpoint)
+        .build();
+    let client = aws_sdk_sesv2::Client::from_conf(config);
+    let mailer = SesMailer::new(client, FROM.to_owned(), None);
+    (emulator.trim_end_matches('/').to_owned(), mailer)
+}
+
+/// Unique per run and per call, so parallel runs against one emulator do not collide.
+fn unique() -> String {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    format!("{}-{nanos}", std::process::id())
+}
+
+fn epoch_seconds() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default()
+}
+
+#[derive(Debug, Deserialize)]
+struct Store {
+    emails: Vec<StoredEmail>,
+}
+
+#[derive(Debug, Deserialize)]
+struct StoredEmail {
+    from: String,
+    destination: StoredDestination,
+    subject: String,
+    body: StoredBody,
+}
+
+#[derive(Debug, Deserialize)]
+struct StoredDestination {
+    to: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct StoredBody {
+    html: Option<String>,
+    text: Option<String>,
+}
+
+/// Emails the emulator received for `to` since `since` (epoch seconds).
+async fn received(emulator: &str, since: u64, to: &str) -> anyhow::Result<Vec<StoredEmail>> {
+    let store: Store = reqwest::get(format!("{emulator}/store?since={since}"))
+        .await
+        .context("reading the emulator's /store")?
+        .error_for_status()
+        .context("the emulator's /store answered with an error")?
+        .json()
+        .await
+        .context("parsing the emulator's /store")?;
+    Ok(store
+        .emails
+        .into_iter()
+        .filter(|email| email.destination.to.iter().any(|addr| addr == to))
+        .collect())
+}
+
+#[tokio::test]
+async fn a_verification_email_sent_through_ses_arrives_with_its_subject_code_and_link()
+-> anyhow::Result<()> {
+    let (emulator, mailer) = mailer().await;
+    let id = unique();
+    let to = format!("verify-{id}@example.com");
+    let link = format!("http://localhost:3000/verify-email?token=tok-{id}&source=email");
+    let email = Message::VerifyEmail {
+        link: link.clone(),
+        code: "428193".to_owned(),
+        valid_hours: 24,
+    }
+    .render(&to)?;
+    // The emulator stamps mail in whole seconds; a second of slack covers the boundary.
+    let since = epoch_seconds().saturating_sub(1);
+
+    mailer.send(email.clone()).await?;
+
+    let found = received(&emulator, since, &to).await?;
+    assert_eq!(found.len(), 1, "exactly one email to {to}: {found:#?}");
+    let stored = &found[0];
+    assert_eq!(stored.from, FROM);
+    assert_eq!(stored.destination.to, [to.as_str()]);
+    assert_eq!(stored.subject, "Confirm your email address");
+    let text = stored.body.text.as_deref().unwrap_or_default();
+    let html = stored.body.html.as_deref().unwrap_or_default();
+    assert!(text.contains("428193"), "text lacks the code:\n{text}");
+    assert!(text.contains(&link), "text lacks the raw link:\n{text}");
+    let escaped = link.replace('&', "&amp;");
+    assert!(
+        html.contains(&format!("href=\"{escaped}\"")),
+        "html lacks the escaped link:\n{html}"
+    );
+    assert!(
+        !html.contains(&link),
+        "html has the link unescaped:\n{html}"
+    );
+    assert_eq!(text, email.text, "the text part arrives unchanged");
+    assert_eq!(html, email.html, "the html part arrives unchanged");
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_rejected_send_is_reported_as_an_error() {
+    let (emulator, mailer) = mailer().await;
+    let to = format!("rejected-{}@example.com", unique());
+    let since = epoch_seconds().saturating_sub(1);
+    // The emulator, like SES, refuses a message without a subject.
+    let email = accounts::mail::Email {
+        to: to.clone(),
+        subject: String::new(),
+        text: "text".to_owned(),
+        html: "<p>html</p>".to_owned(),
+    };
+
+    let result = mailer.send(email).await;
+
+    let err = result.err().map(|e| format!("{e:#}"));
+    assert!(
+        err.as_deref().is_some_and(|e| e.contains("SES SendEmail")),
+        "expected a SendEmail error, got {err:?}"
+    );
+    let found = received(&emulator, since, &to).await;
+    assert!(found.is_ok_and(|found| found.is_empty()));
+}
