@@ -1,1 +1,387 @@
-//! placeholder
+//! The black-box test harness: [`TestApp`] starts the local server in-process on a free
+//! port, over either backend (embedded store + outbox, or DynamoDB Local + the SES
+//! emulator), with a clock the test moves, and offers one helper per API route.
+
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use accounts::app::App;
+use accounts::clock::ManualClock;
+use accounts::config::Config;
+use accounts::mail::Mailer;
+use accounts::mail::outbox::Outbox;
+use accounts::mail::ses::SesMailer;
+use accounts::store::Store;
+use accounts::store::dynamo::{CallCounter, DynamoStore, client_with_counter};
+use accounts::store::memory::MemoryStore;
+use serde::Deserialize;
+use serde_json::Value;
+
+/// Runs each test body once per backend, as `<test>::on_memory` and `<test>::on_dynamodb`.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($(async fn $name:ident($app:ident) $body:block)*) => {$(
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn on_memory() {
+                let $app = $crate::TestApp::spawn($crate::Backend::Memory).await;
+                $body
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn on_dynamodb() {
+                let $app = $crate::TestApp::spawn($crate::Backend::DynamoDb).await;
+                $body
+            }
+        }
+    )*};
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    /// The embedded store and the outbox mailer.
+    Memory,
+    /// DynamoDB Local and the SES v2 emulator (from the environment).
+    DynamoDb,
+}
+
+/// One email as a test reads it back, from the outbox or from the SES emulator.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Mail {
+    pub to: String,
+    pub subject: String,
+    pub text: String,
+    pub html: String,
+}
+
+impl Mail {
+    /// The token of the first `APP_BASE_URL<path>?token=` link in the text body.
+    pub fn link_token(&self, path: &str) -> Option<String> {
+        let marker = format!("{BASE_URL}{path}?token=");
+        let start = self.text.find(&marker)? + marker.len();
+        let token: String = self.text[start..]
+            .chars()
+            .take_while(|c| !c.is_whitespace())
+            .collect();
+        Some(token)
+    }
+
+    /// The first run of exactly six digits on a line of its own.
+    pub fn code(&self) -> Option<String> {
+        self.text
+            .lines()
+            .map(str::trim)
+            .find(|line| line.len() == 6 && line.bytes().all(|b| b.is_ascii_digit()))
+            .map(str::to_owned)
+    }
+}
+
+/// The base URL links in emails must use, whatever a request's headers say.
+pub const BASE_URL: &str = "https://app.example.test";
+
+/// A running server and the handles a test needs around it.
+pub struct TestApp {
+    pub address: String,
+    pub http: reqwest::Client,
+    pub clock: Arc<ManualClock>,
+    pub backend: Backend,
+    pub app: App,
+    outbox: Option<Arc<Outbox>>,
+    ses_url: Option<String>,
+    /// DynamoDB round trips, on the DynamoDB backend.
+    pub calls: Option<Arc<CallCounter>>,
+    /// When the app started, in epoch seconds (for the SES emulator's `since`).
+    started_at: u64,
+}
+
+fn required_env(name: &str) -> String {
+    std::env::var(name)
+        .ok()
+        .filter(|v| !v.trim().is_empty())
+        .unwrap_or_else(|| {
+            panic!(
+                "{name} is not set: the DynamoDB backend needs DynamoDB Local and the SES \
+                 emulator. Run scripts/test.sh, which starts both and sets the environment."
+            )
+        })
+}
+
+fn epoch_seconds() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default()
+}
+
+/// A unique email address for one test.
+pub fn unique_email() -> String {
+    format!("user-{}@example.com", uuid::Uuid::new_v4().simple())
+}
+
+/// A unique, valid username.
+pub fn unique_username() -> String {
+    format!("user_{}", &uuid::Uuid::new_v4().simple().to_string()[..12])
+}
+
+/// A password that meets the policy.
+pub const PASSWORD: &str = "tangerine-quartz-88";
+
+impl TestApp {
+    pub async fn spawn(backend: Backend) -> TestApp {
+        TestApp::spawn_with(backend, &[]).await
+    }
+
+    /// Starts a server whose configuration has `overrides` on top of the test defaults.
+    pub async fn spawn_with(backend: Backend, overrides: &[(&str, &str)]) -> TestApp {
+        let table = format!("test-{}", uuid::Uuid::new_v4().simple());
+        let defaults = [
+            ("APP_BASE_URL", BASE_URL),
+            ("TABLE_NAME", table.as_str()),
+            ("MAIL_FROM", "Account Security <no-reply@accounts.test>"),
+            ("ENUMERATION_FLOOR_MS", "20"),
+        ];
+        let config = Config::from_lookup(|name| {
+            overrides
+                .iter()
+                .chain(defaults.iter())
+                .find(|(key, _)| *key == name)
+                .map(|(_, value)| (*value).to_owned())
+        })
+        .expect("the test configuration is valid");
+        let clock = ManualClock::starting_now();
+        let started_at = epoch_seconds();
+        let (store, mailer, outbox, ses_url, calls): (
+            Arc<dyn Store>,
+            Arc<dyn Mailer>,
+            Option<Arc<Outbox>>,
+            Option<String>,
+            Option<Arc<CallCounter>>,
+        ) = match backend {
+            Backend::Memory => {
+                let outbox = Arc::new(Outbox::new(clock.clone()));
+                (
+                    Arc::new(MemoryStore::new(clock.clone())),
+                    outbox.clone(),
+                    Some(outbox),
+                    None,
+                    None,
+                )
+            }
+            Backend::DynamoDb => {
+                let dynamodb_endpoint = required_env("AWS_ENDPOINT_URL_DYNAMODB");
+                let ses_endpoint = required_env("AWS_ENDPOINT_URL_SESV2");
+                let ses_url = required_env("SES_EMULATOR_URL");
+                let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
+                    .load()
+                    .await;
+                let dynamodb_sdk = sdk.to_builder().endpoint_url(dynamodb_endpoint).build();
+                let (client, calls) = client_with_counter(&dynamodb_sdk);
+                let store = DynamoStore::new(client, table.clone(), clock.clone());
+                store
+                    .create_table_if_missing()
+                    .await
+                    .expect("create the test table");
+                let ses_sdk = sdk.to_builder().endpoint_url(ses_endpoint).build();
+                let mailer = SesMailer::new(
+                    aws_sdk_sesv2::Client::new(&ses_sdk),
+                    config.mail_from.clone(),
+                    None,
+                );
+                calls.reset();
+                (
+                    Arc::new(store),
+                    Arc::new(mailer),
+                    None,
+                    Some(ses_url.trim_end_matches('/').to_owned()),
+                    Some(calls),
+                )
+            }
+        };
+        let app = App::new(config, store, mailer, clock.clone()).expect("build the app");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind a free port");
+        let address = format!("http://{}", listener.local_addr().expect("local address"));
+        let server = dev_server::Server {
+            app: app.clone(),
+            outbox: outbox.clone(),
+        };
+        tokio::spawn(dev_server::serve(listener, server));
+        TestApp {
+            address,
+            http: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .expect("an HTTP client"),
+            clock,
+            backend,
+            app,
+            outbox,
+            ses_url,
+            calls,
+            started_at,
+        }
+    }
+
+    /// POSTs a JSON body to an API path.
+    pub async fn post(&self, path: &str, body: &Value) -> reqwest::Response {
+        self.http
+            .post(format!("{}{path}", self.address))
+            .json(body)
+            .send()
+            .await
+            .expect("the request is sent")
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.http
+            .get(format!("{}{path}", self.address))
+            .send()
+            .await
+            .expect("the request is sent")
+    }
+
+    pub async fn signup(&self, body: &Value) -> reqwest::Response {
+        self.post("/v1/signup", body).await
+    }
+
+    pub async fn correct_email(&self, body: &Value) -> reqwest::Response {
+        self.post("/v1/signup/correct-email", body).await
+    }
+
+    pub async fn verify_email(&self, body: &Value) -> reqwest::Response {
+        self.post("/v1/email/verify", body).await
+    }
+
+    pub async fn resend_verification(&self, body: &Value) -> reqwest::Response {
+        self.post("/v1/email/verify/resend", body).await
+    }
+
+    pub async fn health(&self) -> reqwest::Response {
+        self.get("/v1/health").await
+    }
+
+    /// Signs up `email` with the test password as a freelancer.
+    pub async fn sign_up(&self, email: &str) -> reqwest::Response {
+        self.signup(&serde_json::json!({
+            "email": email,
+            "password": PASSWORD,
+            "account_type": "freelancer",
+        }))
+        .await
+    }
+
+    /// Signs up and verifies `email`; returns nothing but panics if either step fails.
+    pub async fn sign_up_verified(&self, email: &str) {
+        assert_eq!(self.sign_up(email).await.status(), 202);
+        let token = self
+            .last_mail_to(email)
+            .await
+            .and_then(|m| m.link_token("/verify-email"))
+            .expect("a verification link");
+        let response = self
+            .verify_email(&serde_json::json!({ "token": token }))
+            .await;
+        assert_eq!(response.status(), 200);
+    }
+
+    /// Every email sent to `address` since the app started, newest first.
+    pub async fn mail_to(&self, address: &str) -> Vec<Mail> {
+        if let Some(outbox) = &self.outbox {
+            return outbox
+                .to(address)
+                .into_iter()
+                .map(|m| Mail {
+                    to: m.to,
+                    subject: m.subject,
+                    text: m.text,
+                    html: m.html,
+                })
+                .collect();
+        }
+        let url = self.ses_url.as_ref().expect("an SES emulator URL");
+        let store: EmulatorStore = self
+            .http
+            .get(format!(
+                "{url}/store?since={}",
+                self.started_at.saturating_sub(1)
+            ))
+            .send()
+            .await
+            .expect("the SES emulator answers")
+            .json()
+            .await
+            .expect("the SES emulator's store is JSON");
+        let mut mails: Vec<(u64, usize, Mail)> = store
+            .emails
+            .into_iter()
+            .enumerate()
+            .filter(|(_, e)| {
+                e.destination
+                    .to
+                    .iter()
+                    .any(|to| to.eq_ignore_ascii_case(address))
+            })
+            .map(|(order, e)| {
+                (
+                    e.at,
+                    order,
+                    Mail {
+                        to: e.destination.to.join(", "),
+                        subject: e.subject,
+                        text: e.body.text,
+                        html: e.body.html,
+                    },
+                )
+            })
+            .collect();
+        mails.sort_by(|a, b| (b.0, b.1).cmp(&(a.0, a.1)));
+        mails.into_iter().map(|(_, _, mail)| mail).collect()
+    }
+
+    pub async fn last_mail_to(&self, address: &str) -> Option<Mail> {
+        self.mail_to(address).await.into_iter().next()
+    }
+
+    /// Round trips to DynamoDB since the last reset (DynamoDB backend only).
+    pub fn reset_calls(&self) {
+        if let Some(calls) = &self.calls {
+            calls.reset();
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct EmulatorStore {
+    emails: Vec<EmulatorMail>,
+}
+
+#[derive(Deserialize)]
+struct EmulatorMail {
+    destination: EmulatorDestination,
+    subject: String,
+    body: EmulatorBody,
+    #[serde(default)]
+    at: u64,
+}
+
+#[derive(Deserialize)]
+struct EmulatorDestination {
+    to: Vec<String>,
+}
+
+#[derive(Deserialize)]
+struct EmulatorBody {
+    #[serde(default)]
+    text: String,
+    #[serde(default)]
+    html: String,
+}
+
+/// The JSON body of a response (panics if it is not JSON).
+pub async fn body(response: reqwest::Response) -> Value {
+    response.json().await.expect("a JSON body")
+}
