@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 
+use crate::access_token::{AccessTokens, generate_ed25519_pem};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::mail::Mailer;
@@ -20,6 +21,7 @@ pub struct App {
     pub mailer: Arc<dyn Mailer>,
     pub clock: Arc<dyn Clock>,
     pub passwords: PasswordHasher,
+    pub tokens: Arc<AccessTokens>,
 }
 
 impl App {
@@ -30,12 +32,26 @@ impl App {
         clock: Arc<dyn Clock>,
     ) -> anyhow::Result<App> {
         let passwords = PasswordHasher::new(config.password_hashing)?;
+        let signing_key = match &config.jwt_signing_key {
+            Some(pem) => pem.clone(),
+            None => {
+                tracing::warn!("no JWT_SIGNING_KEY: signing with a key generated for this process");
+                crate::secret::Secret::new(generate_ed25519_pem()?)
+            }
+        };
+        let tokens = AccessTokens::from_pem(
+            signing_key.expose(),
+            config.jwt_previous_signing_key.as_ref().map(|k| k.expose()),
+            &config.jwt_issuer,
+            &config.jwt_audience,
+        )?;
         Ok(App {
             config: Arc::new(config),
             store,
             mailer,
             clock,
             passwords,
+            tokens: Arc::new(tokens),
         })
     }
 

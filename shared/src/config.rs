@@ -6,6 +6,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use crate::password::HashParams;
+use crate::secret::Secret;
 
 /// Everything the handlers need to know about their deployment.
 #[derive(Clone, Debug)]
@@ -23,6 +24,28 @@ pub struct Config {
     /// that "account exists" and "no such account" cannot be told apart by timing.
     pub enumeration_floor: Duration,
     pub limits: Limits,
+    pub sessions: SessionLimits,
+    /// The PKCS#8 PEM key that signs access tokens (Ed25519 or P-256). In AWS it is read
+    /// from SSM at cold start; when absent (local server, tests) one is generated.
+    pub jwt_signing_key: Option<Secret>,
+    /// The key used before the last rotation: still accepted and published.
+    pub jwt_previous_signing_key: Option<Secret>,
+    /// The `iss` of access tokens.
+    pub jwt_issuer: String,
+    /// The `aud` of access tokens.
+    pub jwt_audience: String,
+}
+
+/// How long sessions and access tokens live, in seconds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SessionLimits {
+    pub access_token: i64,
+    /// A session without "remember me" ends this long after login.
+    pub session: i64,
+    /// A "remember me" session ends this long after login...
+    pub remember_me: i64,
+    /// ...or after this long without a token refresh.
+    pub remember_me_idle: i64,
 }
 
 /// Rate limits per client IP.
@@ -30,6 +53,7 @@ pub struct Config {
 pub struct Limits {
     pub signups_per_ip_per_hour: u32,
     pub resends_per_ip_per_hour: u32,
+    pub login_failures_per_ip_per_hour: u32,
 }
 
 /// An absolute http(s) URL without a trailing slash.
@@ -141,7 +165,35 @@ impl Config {
         let limits = Limits {
             signups_per_ip_per_hour: env.number("SIGNUPS_PER_IP_PER_HOUR", 20),
             resends_per_ip_per_hour: env.number("RESENDS_PER_IP_PER_HOUR", 20),
+            login_failures_per_ip_per_hour: env.number("LOGIN_FAILURES_PER_IP_PER_HOUR", 100),
         };
+        let minutes = |n: i64| n * 60;
+        let sessions = SessionLimits {
+            access_token: minutes(env.number("ACCESS_TOKEN_MINUTES", 15)),
+            session: minutes(60) * env.number("SESSION_HOURS", 12),
+            remember_me: minutes(60 * 24) * env.number("REMEMBER_ME_DAYS", 30),
+            remember_me_idle: minutes(60 * 24) * env.number("REMEMBER_ME_IDLE_DAYS", 7),
+        };
+        if [
+            sessions.access_token,
+            sessions.session,
+            sessions.remember_me,
+            sessions.remember_me_idle,
+        ]
+        .iter()
+        .any(|&seconds| seconds <= 0)
+        {
+            env.problems
+                .push("session and token lifetimes must be positive".into());
+        }
+        let jwt_signing_key = env.optional("JWT_SIGNING_KEY").map(Secret::new);
+        let jwt_previous_signing_key = env.optional("JWT_PREVIOUS_SIGNING_KEY").map(Secret::new);
+        let jwt_issuer = env
+            .optional("JWT_ISSUER")
+            .unwrap_or_else(|| app_base_url.to_string());
+        let jwt_audience = env
+            .optional("JWT_AUDIENCE")
+            .unwrap_or_else(|| "accounts-api".to_owned());
         if env.problems.is_empty() {
             Ok(Config {
                 app_base_url,
@@ -151,6 +203,11 @@ impl Config {
                 password_hashing,
                 enumeration_floor,
                 limits,
+                sessions,
+                jwt_signing_key,
+                jwt_previous_signing_key,
+                jwt_issuer,
+                jwt_audience,
             })
         } else {
             Err(ConfigError(env.problems))

@@ -177,6 +177,12 @@ impl PasswordHasher {
             .map(PasswordHash)
     }
 
+    /// Hashes a password that already verified against a weaker stored hash, with the
+    /// configured cost (the policy was checked when it was set).
+    pub async fn rehash(&self, password: &Secret) -> anyhow::Result<PasswordHash> {
+        self.hash_secret(password).await
+    }
+
     /// Hashes any secret answer (security answers are hashed like passwords).
     pub async fn hash_secret(&self, secret: &Secret) -> anyhow::Result<PasswordHash> {
         let inner = self.inner.clone();

@@ -2,8 +2,7 @@
 
 use crate::clock::Clock;
 use crate::records::{attr, keys};
-use crate::store::EXPIRES_AT;
-use crate::store::{Change, Store};
+use crate::store::{Change, EXPIRES_AT, Item, Key, Store, Write};
 
 /// A limit of `max` events per `window_seconds` for one subject (an IP, an account).
 #[derive(Clone, Copy, Debug)]
@@ -29,8 +28,35 @@ impl RateLimit {
         }
     }
 
-    /// Counts one event for `subject` and says whether it is within the limit. One
-    /// atomic update: concurrent events are all counted.
+    /// The counter of the window `now` falls in.
+    pub fn window_key(&self, subject: &str, now: i64) -> Key {
+        keys::rate_window(self.scope, subject, now.div_euclid(self.window_seconds))
+    }
+
+    fn window_end(&self, now: i64) -> i64 {
+        (now.div_euclid(self.window_seconds) + 1) * self.window_seconds
+    }
+
+    /// The write that counts one event in `window` (atomic: concurrent events are all
+    /// counted); the counter expires with its window.
+    pub fn count_write(&self, window: Key, now: i64) -> Write {
+        Write::update(
+            window,
+            vec![
+                Change::add(attr::COUNT, 1),
+                Change::set(EXPIRES_AT, self.window_end(now)),
+            ],
+        )
+    }
+
+    /// Seconds to wait when a window's counter has reached the limit.
+    pub fn retry_after(&self, window: Option<&Item>, now: i64) -> Option<u64> {
+        let count = window.and_then(|item| item.n(attr::COUNT)).unwrap_or(0);
+        (count >= i64::from(self.max))
+            .then(|| u64::try_from(self.window_end(now) - now).unwrap_or(1))
+    }
+
+    /// Counts one event for `subject` and says whether it is within the limit.
     pub async fn hit(
         &self,
         store: &dyn Store,
@@ -38,25 +64,20 @@ impl RateLimit {
         subject: &str,
     ) -> anyhow::Result<Result<(), RateLimited>> {
         let now = clock.now();
-        let window = now.div_euclid(self.window_seconds);
-        let window_end = (window + 1) * self.window_seconds;
         let updated = store
-            .write(crate::store::Write::update(
-                keys::rate_window(self.scope, subject, window),
-                vec![
-                    Change::add(attr::COUNT, 1),
-                    Change::set(EXPIRES_AT, window_end),
-                ],
-            ))
+            .write(self.count_write(self.window_key(subject, now), now))
             .await
             .map_err(anyhow::Error::from)?;
-        let count = updated.and_then(|item| item.n(attr::COUNT)).unwrap_or(0);
-        Ok(if count > i64::from(self.max) {
-            Err(RateLimited {
-                retry_after: u64::try_from(window_end - now).unwrap_or(1),
-            })
-        } else {
-            Ok(())
+        let count = updated
+            .as_ref()
+            .and_then(|item| item.n(attr::COUNT))
+            .unwrap_or(0);
+        // The counter now includes this event: over the limit means it exceeded it.
+        Ok(match count > i64::from(self.max) {
+            true => Err(RateLimited {
+                retry_after: u64::try_from(self.window_end(now) - now).unwrap_or(1),
+            }),
+            false => Ok(()),
         })
     }
 }

@@ -27,6 +27,18 @@ pub mod attr {
     pub const WINDOW_SENDS: &str = "window_sends";
     pub const NOTICE_SENT_AT: &str = "notice_sent_at";
     pub const COUNT: &str = "count";
+    pub const FAILURES: &str = "failures";
+    pub const LAST_FAILURE_AT: &str = "last_failure_at";
+    pub const SESSION_ID: &str = "session_id";
+    pub const LAST_SEEN_AT: &str = "last_seen_at";
+    pub const IP: &str = "ip";
+    pub const USER_AGENT: &str = "user_agent";
+    pub const REMEMBER_ME: &str = "remember_me";
+    pub const REFRESH_HASH: &str = "refresh_hash";
+    pub const PREVIOUS_REFRESH_HASH: &str = "previous_refresh_hash";
+    pub const AT: &str = "at";
+    pub const OUTCOME: &str = "outcome";
+    pub const METHOD: &str = "method";
 }
 
 /// Item keys.
@@ -51,6 +63,44 @@ pub mod keys {
     /// Claims a username (canonical form) for one account.
     pub fn username_claim(canonical_username: &str) -> Key {
         Key::new(format!("USERNAME#{canonical_username}"), "CLAIM")
+    }
+
+    /// The consecutive login failures of an account.
+    pub fn account_lockout(user_id: &str) -> Key {
+        Key::new(format!("USER#{user_id}"), "LOCKOUT")
+    }
+
+    /// The consecutive login failures of a login that has no account, so that unknown
+    /// logins lock exactly like known ones (no enumeration through `429`).
+    pub fn login_lockout(canonical_login: &str) -> Key {
+        Key::new(format!("LOGIN#{canonical_login}"), "LOCKOUT")
+    }
+
+    /// The prefix of every session's sort key.
+    pub const SESSION_PREFIX: &str = "SESSION#";
+
+    /// One signed-in session of an account.
+    pub fn session(user_id: &str, session_id: &str) -> Key {
+        Key::new(
+            format!("USER#{user_id}"),
+            format!("{SESSION_PREFIX}{session_id}"),
+        )
+    }
+
+    /// The prefix of every login-history entry's sort key.
+    pub const HISTORY_PREFIX: &str = "HISTORY#";
+
+    /// One login attempt; sort keys order by time.
+    pub fn history(user_id: &str, at: i64, unique: &str) -> Key {
+        Key::new(
+            format!("USER#{user_id}"),
+            format!("{HISTORY_PREFIX}{at:012}#{unique}"),
+        )
+    }
+
+    /// The partition of an account's own items.
+    pub fn user_partition(user_id: &str) -> String {
+        format!("USER#{user_id}")
     }
 
     /// A fixed-window counter of a rate limit.

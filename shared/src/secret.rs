@@ -108,7 +108,7 @@ impl Token {
         let (selector, verifier) = text.trim().split_once(TOKEN_SEPARATOR)?;
         let decoded = URL_SAFE_NO_PAD.decode(verifier).ok()?;
         let selector_ok = !selector.is_empty()
-            && selector.len() <= 64
+            && selector.len() <= 128
             && selector
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');

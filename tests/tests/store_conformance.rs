@@ -9,7 +9,9 @@ use accounts::clock::ManualClock;
 use accounts::store::dynamo::{CallCounter, DynamoStore, client_with_counter};
 use accounts::store::{Cond, Item, Key, Store, TransactError, Write, conformance};
 use aws_config::BehaviorVersion;
-use aws_sdk_dynamodb::config::interceptors::BeforeDeserializationInterceptorContextMut;
+use aws_sdk_dynamodb::config::interceptors::{
+    BeforeDeserializationInterceptorContextMut, BeforeTransmitInterceptorContextRef,
+};
 use aws_sdk_dynamodb::config::{ConfigBag, Intercept, RuntimeComponents};
 use serde_json::json;
 
@@ -94,6 +96,7 @@ async fn the_dynamodb_store_passes_the_conformance_suite() {
 #[derive(Debug, Default)]
 struct InjectFaults {
     planned: Mutex<VecDeque<(&'static str, String)>>,
+    sending: Mutex<String>,
 }
 
 impl InjectFaults {
@@ -119,19 +122,31 @@ impl Intercept for Injector {
         "InjectFaults"
     }
 
+    // The request is gone once sent: note its operation on the way out (this test has
+    // one request in flight at a time).
+    fn read_before_transmit(
+        &self,
+        context: &BeforeTransmitInterceptorContextRef<'_>,
+        _runtime_components: &RuntimeComponents,
+        _cfg: &mut ConfigBag,
+    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        let operation = context
+            .request()
+            .headers()
+            .get("x-amz-target")
+            .and_then(|target| target.rsplit('.').next())
+            .unwrap_or_default();
+        *self.0.sending.lock().expect("lock") = operation.to_owned();
+        Ok(())
+    }
+
     fn modify_before_deserialization(
         &self,
         context: &mut BeforeDeserializationInterceptorContextMut<'_>,
         _runtime_components: &RuntimeComponents,
         _cfg: &mut ConfigBag,
     ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-        let operation = context
-            .inner()
-            .request()
-            .and_then(|request| request.headers().get("x-amz-target"))
-            .and_then(|target| target.rsplit('.').next())
-            .unwrap_or_default()
-            .to_owned();
+        let operation = self.0.sending.lock().expect("lock").clone();
         let mut planned = self.0.planned.lock().expect("lock");
         if planned.front().is_some_and(|(op, _)| *op == operation) {
             let (_, body) = planned.pop_front().expect("planned fault");

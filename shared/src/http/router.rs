@@ -11,16 +11,25 @@ use crate::app::App;
 pub enum Function {
     Signup,
     Verify,
+    Login,
+    Account,
 }
 
 impl Function {
-    pub const ALL: &'static [Function] = &[Function::Signup, Function::Verify];
+    pub const ALL: &'static [Function] = &[
+        Function::Signup,
+        Function::Verify,
+        Function::Login,
+        Function::Account,
+    ];
 
     /// The function's binary (and directory) name.
     pub fn name(self) -> &'static str {
         match self {
             Function::Signup => "signup",
             Function::Verify => "verify",
+            Function::Login => "login",
+            Function::Account => "account",
         }
     }
 }
@@ -33,6 +42,15 @@ pub enum Endpoint {
     VerifyEmail,
     ResendVerification,
     Health,
+    Login,
+    RefreshToken,
+    Logout,
+    Jwks,
+    Account,
+    Sessions,
+    RevokeSession,
+    RevokeOtherSessions,
+    LoginHistory,
 }
 
 /// One route: method, path pattern (`{name}` matches one segment) and endpoint.
@@ -65,6 +83,27 @@ pub const ROUTES: &[Route] = &[
         "/v1/email/verify/resend",
         Endpoint::ResendVerification,
     ),
+    route(Method::POST, "/v1/login", Endpoint::Login),
+    route(Method::POST, "/v1/token/refresh", Endpoint::RefreshToken),
+    route(Method::POST, "/v1/logout", Endpoint::Logout),
+    route(Method::GET, "/.well-known/jwks.json", Endpoint::Jwks),
+    route(Method::GET, "/v1/account", Endpoint::Account),
+    route(Method::GET, "/v1/account/sessions", Endpoint::Sessions),
+    route(
+        Method::DELETE,
+        "/v1/account/sessions/{id}",
+        Endpoint::RevokeSession,
+    ),
+    route(
+        Method::POST,
+        "/v1/account/sessions/revoke-others",
+        Endpoint::RevokeOtherSessions,
+    ),
+    route(
+        Method::GET,
+        "/v1/account/login-history",
+        Endpoint::LoginHistory,
+    ),
 ];
 
 impl Endpoint {
@@ -73,6 +112,14 @@ impl Endpoint {
         match self {
             Endpoint::Signup | Endpoint::CorrectEmail | Endpoint::Health => Function::Signup,
             Endpoint::VerifyEmail | Endpoint::ResendVerification => Function::Verify,
+            Endpoint::Login | Endpoint::RefreshToken | Endpoint::Logout | Endpoint::Jwks => {
+                Function::Login
+            }
+            Endpoint::Account
+            | Endpoint::Sessions
+            | Endpoint::RevokeSession
+            | Endpoint::RevokeOtherSessions
+            | Endpoint::LoginHistory => Function::Account,
         }
     }
 }
@@ -135,16 +182,41 @@ pub async fn dispatch(app: &App, serving: Option<Function>, request: ApiRequest)
 async fn handle(
     app: &App,
     endpoint: Endpoint,
-    _params: &PathParams,
+    params: &PathParams,
     request: &ApiRequest,
 ) -> Result<ApiResponse, Problem> {
+    let param = |i: usize| params.get(i).map(String::as_str).unwrap_or_default();
     match endpoint {
         Endpoint::Signup => crate::signup::signup(app, request).await,
         Endpoint::CorrectEmail => crate::signup::correct_email(app, request).await,
         Endpoint::VerifyEmail => crate::verification::verify(app, request).await,
         Endpoint::ResendVerification => crate::verification::resend(app, request).await,
         Endpoint::Health => crate::health::health(app).await,
+        Endpoint::Login => crate::login::login(app, request).await,
+        Endpoint::RefreshToken => crate::session::refresh(app, request).await,
+        Endpoint::Logout => crate::session::logout(app, request).await,
+        Endpoint::Jwks => Ok(jwks(app)),
+        Endpoint::Account => crate::account::get_account(app, request).await,
+        Endpoint::Sessions => crate::account::list_sessions(app, request).await,
+        Endpoint::RevokeSession => crate::account::revoke_session(app, request, param(0)).await,
+        Endpoint::RevokeOtherSessions => crate::account::revoke_other_sessions(app, request).await,
+        Endpoint::LoginHistory => crate::account::login_history(app, request).await,
     }
+}
+
+/// `GET /.well-known/jwks.json`: prepared at cold start; public keys may be cached.
+fn jwks(app: &App) -> ApiResponse {
+    let mut response = http::Response::new(app.tokens.jwks());
+    let headers = response.headers_mut();
+    headers.insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    headers.insert(
+        http::header::CACHE_CONTROL,
+        http::HeaderValue::from_static("public, max-age=300"),
+    );
+    response
 }
 
 #[cfg(test)]

@@ -31,6 +31,7 @@ pub async fn run_all(store: &dyn Store, clock: &ManualClock) {
         ping_answers,
         every_value_type_survives_a_put_and_get,
         getting_a_missing_item_finds_nothing,
+        reads_with_empty_keys_find_nothing,
         get_many_returns_the_live_subset_whatever_the_order,
         get_many_reads_more_than_one_batch,
         a_put_if_absent_succeeds_once_then_reports_the_current_item,
@@ -244,6 +245,29 @@ async fn getting_a_missing_item_finds_nothing(store: &dyn Store, _: &ManualClock
     assert_eq!(get(store, &key).await, None);
     assert_eq!(store.get_many(&[key]).await.expect("get_many"), vec![]);
     assert_eq!(store.get_many(&[]).await.expect("get_many"), vec![]);
+}
+
+async fn reads_with_empty_keys_find_nothing(store: &dyn Store, _: &ManualClock) {
+    let pk = partition("emptykeys");
+    let real = Key::new(&pk, "real");
+    put(store, item(&real)).await;
+    let empty = [Key::new("", ""), Key::new(&pk, ""), Key::new("", "real")];
+    for key in &empty {
+        assert_eq!(get(store, key).await, None);
+    }
+    let mut asked = empty.to_vec();
+    asked.push(real.clone());
+    assert_eq!(
+        store.get_many(&asked).await.expect("get_many"),
+        vec![item(&real)]
+    );
+    let page = store.query(&Query::partition("")).await.expect("query");
+    assert_eq!(page, Page::default());
+    let page = store
+        .query(&Query::partition(&pk).after(Some(Key::new(&pk, ""))))
+        .await
+        .expect("query");
+    assert_eq!(page.items, vec![item(&real)]);
 }
 
 async fn get_many_returns_the_live_subset_whatever_the_order(store: &dyn Store, _: &ManualClock) {

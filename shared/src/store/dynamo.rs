@@ -208,10 +208,8 @@ impl DynamoStore {
     }
 
     async fn put(&self, item: Item, cond: Option<Cond>) -> Result<Option<Item>, WriteError> {
-        validate(&Write::Put {
-            item: item.clone(),
-            cond: None,
-        })?;
+        item.key()
+            .ok_or_else(|| anyhow!("a put needs string pk and sk attributes"))?;
         let now = self.clock.now();
         let mut exprs = Placeholders::default();
         let condition = exprs.condition(&guarded(cond.as_ref(), now));
@@ -496,6 +494,9 @@ impl DynamoStore {
         index: Option<&'static schema::Index>,
         after: &Key,
     ) -> anyhow::Result<Option<HashMap<String, AttributeValue>>> {
+        if !storable(after) {
+            return Ok(None);
+        }
         let mut start = key_attributes(after);
         let Some(index) = index else {
             return Ok((after.pk == query.pk).then_some(start));
@@ -546,6 +547,9 @@ impl DynamoStore {
 #[async_trait]
 impl Store for DynamoStore {
     async fn get(&self, key: &Key) -> anyhow::Result<Option<Item>> {
+        if !storable(key) {
+            return Ok(None);
+        }
         let now = self.clock.now();
         let out = self
             .client
@@ -563,7 +567,12 @@ impl Store for DynamoStore {
     async fn get_many(&self, keys: &[Key]) -> anyhow::Result<Vec<Item>> {
         let now = self.clock.now();
         // BatchGetItem rejects duplicate keys; the answer is rebuilt per requested key.
-        let unique: Vec<&Key> = keys.iter().collect::<BTreeSet<_>>().into_iter().collect();
+        let unique: Vec<&Key> = keys
+            .iter()
+            .filter(|key| storable(key))
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
         let mut found: HashMap<Key, Item> = HashMap::new();
         for chunk in unique.chunks(BATCH_GET_KEYS) {
             let mut pending: Vec<HashMap<String, AttributeValue>> =
@@ -618,7 +627,7 @@ impl Store for DynamoStore {
     }
 
     async fn query(&self, query: &Query) -> anyhow::Result<Page> {
-        if query.limit == 0 {
+        if query.limit == 0 || query.pk.is_empty() {
             return Ok(Page::default());
         }
         let now = self.clock.now();
@@ -867,6 +876,12 @@ fn condition_failed(
 ) -> anyhow::Result<WriteError> {
     let current = current.as_ref().map(from_attributes).transpose()?;
     Ok(WriteError::ConditionFailed { current })
+}
+
+/// DynamoDB rejects empty key strings in requests, so no stored item has one: reads of
+/// such keys find nothing without asking.
+fn storable(key: &Key) -> bool {
+    !key.pk.is_empty() && !key.sk.is_empty()
 }
 
 fn validate(write: &Write) -> anyhow::Result<()> {
@@ -1150,7 +1165,8 @@ impl Placeholders {
 
     fn render(&mut self, expr: &Expr) -> String {
         match expr {
-            // Only reachable inside `condition`'s special cases, which never nest them.
+            // Folding leaves constants only at the top, where `condition` handles them;
+            // these arms only keep `render` total.
             Expr::True => self.render(&or([
                 Expr::Exists(PK.to_owned()),
                 Expr::Absent(PK.to_owned()),

@@ -1,0 +1,6 @@
+//! The `account` Lambda function: the account routes of the API, served by the shared crate.
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_http::Error> {
+    accounts::http::lambda::run(accounts::http::router::Function::Account).await
+}

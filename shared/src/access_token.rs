@@ -1,0 +1,395 @@
+//! Access tokens: short-lived JWTs signed with Ed25519 (EdDSA) or P-256 (ES256), the
+//! keys that sign and verify them, and the JWKS document that publishes the public
+//! halves. Verification pins the algorithm, issuer, audience and type, and reads the
+//! time from the app's clock; it never does I/O.
+
+use std::collections::HashMap;
+
+use anyhow::{Context, anyhow, bail};
+use aws_lc_rs::rand::SystemRandom;
+use aws_lc_rs::signature::{
+    ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, Ed25519KeyPair, KeyPair,
+};
+use base64::Engine;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::clock::UnixTime;
+
+/// The `typ` claim of an access token; other token kinds can never pass for one.
+const ACCESS: &str = "access";
+
+/// One key pair, parsed from a PKCS#8 private key.
+struct SigningKey {
+    kid: String,
+    algorithm: Algorithm,
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    jwk: serde_json::Value,
+}
+
+impl SigningKey {
+    fn from_pkcs8(der: &[u8]) -> anyhow::Result<SigningKey> {
+        if let Ok(pair) = Ed25519KeyPair::from_pkcs8_maybe_unchecked(der) {
+            let x = URL_SAFE_NO_PAD.encode(pair.public_key().as_ref());
+            // RFC 7638 thumbprint: the required members in lexicographic order.
+            let kid = thumbprint(&format!(r#"{{"crv":"Ed25519","kty":"OKP","x":"{x}"}}"#));
+            let jwk = serde_json::json!({
+                "kty": "OKP", "crv": "Ed25519", "x": x,
+                "kid": kid, "use": "sig", "alg": "EdDSA",
+            });
+            return Ok(SigningKey {
+                decoding: DecodingKey::from_ed_components(&x)
+                    .map_err(|e| anyhow!("an Ed25519 public key was refused: {e}"))?,
+                encoding: EncodingKey::from_ed_der(der),
+                algorithm: Algorithm::EdDSA,
+                kid,
+                jwk,
+            });
+        }
+        let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, der)
+            .map_err(|_| anyhow!("the signing key is neither an Ed25519 nor a P-256 PKCS#8 key"))?;
+        // An uncompressed point: 0x04, then x and y, 32 bytes each.
+        let point = pair.public_key().as_ref();
+        if point.len() != 65 {
+            bail!("unexpected P-256 public key length {}", point.len());
+        }
+        let x = URL_SAFE_NO_PAD.encode(&point[1..33]);
+        let y = URL_SAFE_NO_PAD.encode(&point[33..]);
+        let kid = thumbprint(&format!(
+            r#"{{"crv":"P-256","kty":"EC","x":"{x}","y":"{y}"}}"#
+        ));
+        let jwk = serde_json::json!({
+            "kty": "EC", "crv": "P-256", "x": x, "y": y,
+            "kid": kid, "use": "sig", "alg": "ES256",
+        });
+        Ok(SigningKey {
+            decoding: DecodingKey::from_ec_components(&x, &y)
+                .map_err(|e| anyhow!("a P-256 public key was refused: {e}"))?,
+            encoding: EncodingKey::from_ec_der(der),
+            algorithm: Algorithm::ES256,
+            kid,
+            jwk,
+        })
+    }
+}
+
+fn thumbprint(canonical_jwk: &str) -> String {
+    URL_SAFE_NO_PAD.encode(Sha256::digest(canonical_jwk.as_bytes()))
+}
+
+/// Reads the DER inside a PEM `PRIVATE KEY` block.
+fn pem_to_der(pem: &str) -> anyhow::Result<Vec<u8>> {
+    let body: String = pem
+        .lines()
+        .map(str::trim)
+        .skip_while(|line| !line.starts_with("-----BEGIN PRIVATE KEY-----"))
+        .skip(1)
+        .take_while(|line| !line.starts_with("-----END"))
+        .collect();
+    if body.is_empty() {
+        bail!("the key is not a PEM \"PRIVATE KEY\" (PKCS#8) block");
+    }
+    STANDARD
+        .decode(body)
+        .context("the PEM key's body is not base64")
+}
+
+/// Generates a fresh Ed25519 key as PKCS#8 PEM (for the local server and tests).
+pub fn generate_ed25519_pem() -> anyhow::Result<String> {
+    let document = Ed25519KeyPair::generate_pkcs8(&SystemRandom::new())
+        .map_err(|_| anyhow!("generating an Ed25519 key failed"))?;
+    let body = STANDARD.encode(document.as_ref());
+    let lines: Vec<&str> = body
+        .as_bytes()
+        .chunks(64)
+        .filter_map(|chunk| std::str::from_utf8(chunk).ok())
+        .collect();
+    Ok(format!(
+        "-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----\n",
+        lines.join("\n")
+    ))
+}
+
+/// The claims of an access token.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccessClaims {
+    pub iss: String,
+    pub aud: String,
+    /// The account id.
+    pub sub: String,
+    /// The session id.
+    pub sid: String,
+    pub iat: UnixTime,
+    pub exp: UnixTime,
+    pub typ: String,
+}
+
+/// Signs access tokens with the current key and verifies them with the current or
+/// the previous one, so that keys can rotate without signing anyone out.
+pub struct AccessTokens {
+    current: SigningKey,
+    verifiers: HashMap<String, (Algorithm, DecodingKey)>,
+    issuer: String,
+    audience: String,
+    /// The JWKS document, serialised once.
+    jwks: bytes::Bytes,
+}
+
+/// Why a presented access token was refused; every case answers `401 unauthorized`.
+#[derive(Debug, thiserror::Error)]
+#[error("the access token is not valid: {0}")]
+pub struct InvalidAccessToken(String);
+
+impl AccessTokens {
+    /// Builds the signer from PEM private keys: the current one and, during a
+    /// rotation, the previous one (still accepted and still published).
+    pub fn from_pem(
+        current: &str,
+        previous: Option<&str>,
+        issuer: &str,
+        audience: &str,
+    ) -> anyhow::Result<AccessTokens> {
+        let current = SigningKey::from_pkcs8(&pem_to_der(current).context("JWT signing key")?)
+            .context("JWT signing key")?;
+        let previous = previous
+            .map(|pem| {
+                SigningKey::from_pkcs8(&pem_to_der(pem)?).context("previous JWT signing key")
+            })
+            .transpose()?;
+        let mut verifiers = HashMap::new();
+        let mut jwks = vec![current.jwk.clone()];
+        verifiers.insert(
+            current.kid.clone(),
+            (current.algorithm, current.decoding.clone()),
+        );
+        if let Some(previous) = previous.filter(|p| p.kid != current.kid) {
+            jwks.push(previous.jwk.clone());
+            verifiers.insert(
+                previous.kid.clone(),
+                (previous.algorithm, previous.decoding),
+            );
+        }
+        let jwks = serde_json::to_vec(&serde_json::json!({ "keys": jwks }))?.into();
+        Ok(AccessTokens {
+            current,
+            verifiers,
+            issuer: issuer.to_owned(),
+            audience: audience.to_owned(),
+            jwks,
+        })
+    }
+
+    /// The JWKS document (`/.well-known/jwks.json`).
+    pub fn jwks(&self) -> bytes::Bytes {
+        self.jwks.clone()
+    }
+
+    /// Signs an access token for a session.
+    pub fn issue(
+        &self,
+        user_id: &str,
+        session_id: &str,
+        now: UnixTime,
+        expires_at: UnixTime,
+    ) -> anyhow::Result<String> {
+        let mut header = Header::new(self.current.algorithm);
+        header.kid = Some(self.current.kid.clone());
+        let claims = AccessClaims {
+            iss: self.issuer.clone(),
+            aud: self.audience.clone(),
+            sub: user_id.to_owned(),
+            sid: session_id.to_owned(),
+            iat: now,
+            exp: expires_at,
+            typ: ACCESS.to_owned(),
+        };
+        jsonwebtoken::encode(&header, &claims, &self.current.encoding)
+            .map_err(|e| anyhow!("signing an access token failed: {e}"))
+    }
+
+    /// Checks a token's signature, algorithm, issuer, audience, type and expiry.
+    pub fn verify(&self, token: &str, now: UnixTime) -> Result<AccessClaims, InvalidAccessToken> {
+        let refuse = |why: &str| InvalidAccessToken(why.to_owned());
+        let header = jsonwebtoken::decode_header(token).map_err(|_| refuse("malformed header"))?;
+        let kid = header.kid.ok_or_else(|| refuse("no kid"))?;
+        let (algorithm, key) = self
+            .verifiers
+            .get(&kid)
+            .ok_or_else(|| refuse("unknown kid"))?;
+        if header.alg != *algorithm {
+            return Err(refuse("algorithm does not match the key"));
+        }
+        let mut validation = Validation::new(*algorithm);
+        validation.set_issuer(&[&self.issuer]);
+        validation.set_audience(&[&self.audience]);
+        validation.set_required_spec_claims(&["exp", "iat", "iss", "aud", "sub"]);
+        // Expiry is checked below against the app's clock, which tests move.
+        validation.validate_exp = false;
+        let claims = jsonwebtoken::decode::<AccessClaims>(token, key, &validation)
+            .map_err(|e| InvalidAccessToken(e.to_string()))?
+            .claims;
+        if claims.typ != ACCESS {
+            return Err(refuse("not an access token"));
+        }
+        if claims.exp <= now {
+            return Err(refuse("expired"));
+        }
+        if claims.iat > now + 60 {
+            return Err(refuse("issued in the future"));
+        }
+        Ok(claims)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    const NOW: i64 = 1_800_000_000;
+
+    fn tokens() -> AccessTokens {
+        AccessTokens::from_pem(&generate_ed25519_pem().unwrap(), None, "iss", "aud").unwrap()
+    }
+
+    /// A token with any header and claims, signed by `key` (to forge variants).
+    fn sign(tokens: &AccessTokens, header: &Header, claims: &serde_json::Value) -> String {
+        jsonwebtoken::encode(header, claims, &tokens.current.encoding).unwrap()
+    }
+
+    fn claims() -> serde_json::Value {
+        serde_json::json!({
+            "iss": "iss", "aud": "aud", "sub": "u", "sid": "s",
+            "iat": NOW, "exp": NOW + 900, "typ": "access",
+        })
+    }
+
+    fn header(tokens: &AccessTokens) -> Header {
+        let mut header = Header::new(Algorithm::EdDSA);
+        header.kid = Some(tokens.current.kid.clone());
+        header
+    }
+
+    #[test]
+    fn an_issued_token_verifies_until_it_expires() {
+        let tokens = tokens();
+        let token = tokens.issue("user", "session", NOW, NOW + 900).unwrap();
+        let claims = tokens.verify(&token, NOW + 899).unwrap();
+        assert_eq!(
+            (claims.sub.as_str(), claims.sid.as_str()),
+            ("user", "session")
+        );
+        assert!(tokens.verify(&token, NOW + 900).is_err());
+    }
+
+    #[test]
+    fn a_token_from_another_key_is_refused() {
+        let token = tokens().issue("u", "s", NOW, NOW + 900).unwrap();
+        assert!(tokens().verify(&token, NOW).is_err());
+    }
+
+    #[test]
+    fn the_previous_key_still_verifies_during_a_rotation() {
+        let old = generate_ed25519_pem().unwrap();
+        let before = AccessTokens::from_pem(&old, None, "iss", "aud").unwrap();
+        let token = before.issue("u", "s", NOW, NOW + 900).unwrap();
+        let new = generate_ed25519_pem().unwrap();
+        let after = AccessTokens::from_pem(&new, Some(&old), "iss", "aud").unwrap();
+        assert!(after.verify(&token, NOW).is_ok());
+        let jwks: serde_json::Value = serde_json::from_slice(&after.jwks()).unwrap();
+        assert_eq!(jwks["keys"].as_array().unwrap().len(), 2);
+    }
+
+    #[test]
+    fn alg_none_is_refused() {
+        let tokens = tokens();
+        let valid = tokens.issue("u", "s", NOW, NOW + 900).unwrap();
+        let payload = valid.split('.').nth(1).unwrap();
+        let none_header = URL_SAFE_NO_PAD.encode(format!(
+            r#"{{"alg":"none","typ":"JWT","kid":"{}"}}"#,
+            tokens.current.kid
+        ));
+        assert!(
+            tokens
+                .verify(&format!("{none_header}.{payload}."), NOW)
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn an_hmac_token_keyed_with_the_public_key_is_refused() {
+        let tokens = tokens();
+        let public = tokens.current.jwk["x"].as_str().unwrap().to_owned();
+        let mut header = Header::new(Algorithm::HS256);
+        header.kid = Some(tokens.current.kid.clone());
+        let forged = jsonwebtoken::encode(
+            &header,
+            &claims(),
+            &EncodingKey::from_secret(public.as_bytes()),
+        )
+        .unwrap();
+        assert!(tokens.verify(&forged, NOW).is_err());
+    }
+
+    #[test]
+    fn claims_of_the_wrong_shape_or_value_are_refused() {
+        let tokens = tokens();
+        let cases: Vec<(&str, serde_json::Value)> = vec![
+            ("string exp", {
+                let mut c = claims();
+                c["exp"] = serde_json::json!((NOW + 900).to_string());
+                c
+            }),
+            ("missing exp", {
+                let mut c = claims();
+                c.as_object_mut().unwrap().remove("exp");
+                c
+            }),
+            ("wrong aud", {
+                let mut c = claims();
+                c["aud"] = "other".into();
+                c
+            }),
+            ("wrong iss", {
+                let mut c = claims();
+                c["iss"] = "other".into();
+                c
+            }),
+            ("wrong typ", {
+                let mut c = claims();
+                c["typ"] = "refresh".into();
+                c
+            }),
+        ];
+        for (case, claims) in cases {
+            let token = sign(&tokens, &header(&tokens), &claims);
+            assert!(tokens.verify(&token, NOW).is_err(), "{case}");
+        }
+        assert!(
+            tokens
+                .verify(&sign(&tokens, &header(&tokens), &claims()), NOW)
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn a_p256_key_signs_es256_tokens() {
+        let document =
+            EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &SystemRandom::new())
+                .unwrap();
+        let pem = format!(
+            "-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----\n",
+            STANDARD.encode(document.as_ref())
+        );
+        let tokens = AccessTokens::from_pem(&pem, None, "iss", "aud").unwrap();
+        let token = tokens.issue("u", "s", NOW, NOW + 60).unwrap();
+        assert!(tokens.verify(&token, NOW).is_ok());
+        assert_eq!(
+            jsonwebtoken::decode_header(&token).unwrap().alg,
+            Algorithm::ES256
+        );
+    }
+}

@@ -1,0 +1,81 @@
+//! Login history: every attempt on an existing account, kept 90 days, newest first.
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde::Serialize;
+
+use crate::http::Client;
+use crate::records::{attr, keys};
+use crate::store::{EXPIRES_AT, Item, Key, Write};
+
+/// How long an entry is kept.
+pub const RETENTION_SECONDS: i64 = 90 * 24 * 3_600;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    Success,
+    BadPassword,
+    BadCode,
+    RateLimited,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Success => "success",
+            Outcome::BadPassword => "bad_password",
+            Outcome::BadCode => "bad_code",
+            Outcome::RateLimited => "rate_limited",
+        }
+    }
+}
+
+/// The entry for one attempt, as a write to add to the attempt's other writes.
+pub fn entry(user_id: &str, client: &Client, now: i64, outcome: Outcome, method: &str) -> Write {
+    let unique = uuid::Uuid::new_v4().simple().to_string();
+    let key = keys::history(user_id, now, &unique[..8]);
+    Write::put(
+        Item::new(&key)
+            .with(attr::AT, now)
+            .with(attr::IP, client.ip.to_string())
+            .with(attr::USER_AGENT, client.user_agent.as_str())
+            .with(attr::OUTCOME, outcome.as_str())
+            .with(attr::METHOD, method)
+            .with(EXPIRES_AT, now + RETENTION_SECONDS),
+    )
+}
+
+/// One entry as the API shows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Entry {
+    pub at: String,
+    pub ip: String,
+    pub user_agent: String,
+    pub outcome: String,
+    pub method: String,
+}
+
+impl Entry {
+    pub fn from_item(item: &Item) -> Entry {
+        let text = |name: &str| item.s(name).unwrap_or_default().to_owned();
+        Entry {
+            at: crate::clock::rfc3339(item.n(attr::AT).unwrap_or(0)),
+            ip: text(attr::IP),
+            user_agent: text(attr::USER_AGENT),
+            outcome: text(attr::OUTCOME),
+            method: text(attr::METHOD),
+        }
+    }
+}
+
+/// A paging cursor: the sort key of the last entry shown, opaque to clients.
+pub fn cursor_of(key: &Key) -> String {
+    URL_SAFE_NO_PAD.encode(key.sk.as_bytes())
+}
+
+/// The sort key inside a cursor, if it is one of ours.
+pub fn sort_key_of(cursor: &str) -> Option<String> {
+    let bytes = URL_SAFE_NO_PAD.decode(cursor).ok()?;
+    let sk = String::from_utf8(bytes).ok()?;
+    sk.starts_with(keys::HISTORY_PREFIX).then_some(sk)
+}

@@ -1,0 +1,263 @@
+//! Logging in by email or username: one argon2 verification and at most three
+//! sequential store round trips, the same answer and the same work for unknown logins
+//! and wrong passwords, and the per-account and per-IP back-off.
+
+use http::StatusCode;
+use serde::Deserialize;
+
+use crate::app::App;
+use crate::email::EmailAddress;
+use crate::history::{self, Outcome};
+use crate::http::{ApiRequest, ApiResponse, Problem};
+use crate::lockout;
+use crate::password::{PasswordHash, Verdict};
+use crate::rate_limit::RateLimit;
+use crate::records::{User, attr, keys};
+use crate::secret::Secret;
+use crate::session::NewSession;
+use crate::store::{Change, Cond, Item, Key, Write};
+use crate::username::Username;
+
+/// What a person typed as their login, in the form that identifies an account.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LoginId {
+    Email(EmailAddress),
+    Username(Username),
+}
+
+impl LoginId {
+    /// An email when it contains `@` (usernames cannot), a username otherwise.
+    pub fn parse(text: &str) -> Option<LoginId> {
+        if text.contains('@') {
+            EmailAddress::parse(text).ok().map(LoginId::Email)
+        } else {
+            Username::parse(text).ok().map(LoginId::Username)
+        }
+    }
+
+    /// The item that maps this login to its account.
+    pub fn claim_key(&self) -> Key {
+        match self {
+            LoginId::Email(email) => keys::email_claim(email.canonical()),
+            LoginId::Username(name) => keys::username_claim(name.canonical()),
+        }
+    }
+
+    /// The canonical text, shared by every case and Unicode variant of the login.
+    pub fn canonical(&self) -> &str {
+        match self {
+            LoginId::Email(email) => email.canonical(),
+            LoginId::Username(name) => name.canonical(),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LoginRequest {
+    login: String,
+    password: Secret,
+    #[serde(default)]
+    remember_me: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoginError {
+    #[error("the login or password is wrong")]
+    InvalidCredentials,
+    #[error("the email address is not verified")]
+    EmailNotVerified,
+    #[error("too many failed attempts")]
+    RateLimited(u64),
+    #[error(transparent)]
+    Unexpected(#[from] anyhow::Error),
+}
+
+impl From<LoginError> for Problem {
+    fn from(error: LoginError) -> Problem {
+        match error {
+            LoginError::InvalidCredentials => Problem::new(
+                StatusCode::UNAUTHORIZED,
+                "invalid_credentials",
+                "The login or password is not right.",
+            ),
+            LoginError::EmailNotVerified => Problem::new(
+                StatusCode::FORBIDDEN,
+                "email_not_verified",
+                "Confirm your email address first: we sent you a link.",
+            ),
+            LoginError::RateLimited(seconds) => Problem::rate_limited(seconds),
+            LoginError::Unexpected(e) => Problem::internal(&e),
+        }
+    }
+}
+
+fn failures_per_ip(app: &App) -> RateLimit {
+    RateLimit::per_hour(
+        "login-failures",
+        app.config.limits.login_failures_per_ip_per_hour,
+    )
+}
+
+/// The account a login attempt is about, and its back-off state.
+struct Attempt {
+    user: Option<User>,
+    lockout_key: Key,
+    lockout: Option<Item>,
+}
+
+/// `POST /v1/login`
+pub async fn login(app: &App, request: &ApiRequest) -> Result<ApiResponse, Problem> {
+    let body: LoginRequest = request.json()?;
+    let client = &request.client;
+    let login = LoginId::parse(&body.login);
+    let ip_limit = failures_per_ip(app);
+    let ip_window = ip_limit.window_key(&client.ip.to_string(), app.now());
+
+    // Round trip 1: the login's claim and this IP's failure count.
+    let mut first = vec![ip_window.clone()];
+    first.extend(login.as_ref().map(LoginId::claim_key));
+    let found = app.store.get_many(&first).await?;
+    let item = |key: &Key| found.iter().find(|i| i.key().as_ref() == Some(key));
+    let user_id = login
+        .as_ref()
+        .and_then(|l| item(&l.claim_key()))
+        .and_then(|claim| claim.s(attr::USER_ID))
+        .map(str::to_owned);
+
+    // Round trip 2: the account and its back-off, or the unknown login's back-off.
+    let attempt = load_attempt(app, login.as_ref(), user_id.as_deref(), &body.login).await?;
+
+    if let Some(retry_after) = ip_limit
+        .retry_after(item(&ip_window), app.now())
+        .or_else(|| lockout::retry_after(attempt.lockout.as_ref(), app.now()))
+    {
+        if let Some(user) = &attempt.user {
+            let entry = history::entry(
+                &user.id,
+                client,
+                app.now(),
+                Outcome::RateLimited,
+                "password",
+            );
+            app.store.write(entry).await.map_err(anyhow::Error::from)?;
+        }
+        return Err(LoginError::RateLimited(retry_after).into());
+    }
+
+    let stored_hash = attempt.user.as_ref().map(|u| &u.password_hash);
+    let verdict = app.passwords.verify(&body.password, stored_hash).await?;
+    let (user, needs_rehash) = match (attempt.user, verdict) {
+        (Some(user), Verdict::Right { needs_rehash }) => (user, needs_rehash),
+        (user, _) => {
+            record_failure(app, request, user.as_ref(), attempt.lockout_key, ip_window).await?;
+            return Err(LoginError::InvalidCredentials.into());
+        }
+    };
+    if !user.email_verified {
+        return Err(LoginError::EmailNotVerified.into());
+    }
+
+    // Round trip 3: the session, the history entry, the cleared back-off (and a
+    // stronger hash) in one transaction.
+    let session = NewSession::start(app, &user.id, client, body.remember_me)?;
+    let mut writes = vec![
+        session.write(),
+        history::entry(&user.id, client, app.now(), Outcome::Success, "password"),
+        lockout::clear(attempt.lockout_key),
+    ];
+    if needs_rehash {
+        writes.push(rehash(app, &user, &body.password).await?);
+    }
+    app.store
+        .transact(writes)
+        .await
+        .map_err(|e| anyhow::Error::from(e).context("starting a session"))?;
+    Ok(session.tokens(app)?.response())
+}
+
+async fn load_attempt(
+    app: &App,
+    login: Option<&LoginId>,
+    user_id: Option<&str>,
+    typed: &str,
+) -> anyhow::Result<Attempt> {
+    match user_id {
+        Some(user_id) => {
+            let (user_key, lockout_key) = (keys::user(user_id), keys::account_lockout(user_id));
+            let items = app
+                .store
+                .get_many(&[user_key.clone(), lockout_key.clone()])
+                .await?;
+            let find = |key: &Key| {
+                items
+                    .iter()
+                    .find(|i| i.key().as_ref() == Some(key))
+                    .cloned()
+            };
+            Ok(Attempt {
+                user: find(&user_key).map(|i| User::from_item(&i)).transpose()?,
+                lockout: find(&lockout_key),
+                lockout_key,
+            })
+        }
+        None => {
+            // Unknown logins lock like known ones, keyed by what identifies them.
+            let canonical =
+                login.map_or_else(|| typed.trim().to_lowercase(), |l| l.canonical().to_owned());
+            let lockout_key = keys::login_lockout(&canonical.chars().take(320).collect::<String>());
+            Ok(Attempt {
+                user: None,
+                lockout: app.store.get(&lockout_key).await?,
+                lockout_key,
+            })
+        }
+    }
+}
+
+/// Counts a failed attempt against the login and the IP, and records it in the
+/// account's history, in parallel: one sequential step.
+async fn record_failure(
+    app: &App,
+    request: &ApiRequest,
+    user: Option<&User>,
+    lockout_key: Key,
+    ip_window: Key,
+) -> anyhow::Result<()> {
+    let now = app.now();
+    let history = async {
+        match user {
+            Some(user) => {
+                let entry = history::entry(
+                    &user.id,
+                    &request.client,
+                    now,
+                    Outcome::BadPassword,
+                    "password",
+                );
+                app.store.write(entry).await.map(|_| ())
+            }
+            None => Ok(()),
+        }
+    };
+    let (lockout, ip, history) = tokio::join!(
+        app.store.write(lockout::record_failure(lockout_key, now)),
+        app.store
+            .write(failures_per_ip(app).count_write(ip_window, now)),
+        history,
+    );
+    lockout.map_err(anyhow::Error::from)?;
+    ip.map_err(anyhow::Error::from)?;
+    history.map_err(anyhow::Error::from)?;
+    Ok(())
+}
+
+/// Re-hashes a password whose stored hash is weaker than the configured cost.
+async fn rehash(app: &App, user: &User, password: &Secret) -> anyhow::Result<Write> {
+    let hash: PasswordHash = app.passwords.rehash(password).await?;
+    Ok(Write::update(
+        keys::user(&user.id),
+        vec![Change::set(attr::PASSWORD_HASH, hash.0)],
+    )
+    .when(Cond::eq(attr::PASSWORD_HASH, user.password_hash.0.as_str())))
+}
