@@ -87,6 +87,11 @@ pub async fn build(settings: Settings) -> anyhow::Result<Server> {
         clock,
         ..
     } = settings;
+    if config.jwt_signing_key.is_none() {
+        tracing::info!(
+            "JWT_SIGNING_KEY is not set: access tokens are signed with a key generated at start"
+        );
+    }
     let needs_aws = store == StoreKind::DynamoDb || mailer == MailerKind::Ses;
     let sdk = if needs_aws {
         Some(aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await)

@@ -35,7 +35,9 @@ impl App {
         let signing_key = match &config.jwt_signing_key {
             Some(pem) => pem.clone(),
             None => {
-                tracing::warn!("no JWT_SIGNING_KEY: signing with a key generated for this process");
+                tracing::debug!(
+                    "no JWT_SIGNING_KEY: signing with a key generated for this process"
+                );
                 crate::secret::Secret::new(generate_ed25519_pem()?)
             }
         };

@@ -40,6 +40,33 @@ macro_rules! on_both_backends {
     )*};
 }
 
+/// Like [`on_both_backends!`], on a server whose configuration has `overrides` on top of
+/// the test defaults:
+/// `on_both_backends_with! { &[("NAME", "value")]; async fn name(app) { ... } }`.
+#[macro_export]
+macro_rules! on_both_backends_with {
+    ($overrides:expr; $(async fn $name:ident($app:ident) $body:block)*) => {$(
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn on_memory() {
+                let $app =
+                    $crate::TestApp::spawn_with($crate::Backend::Memory, $overrides).await;
+                $body
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn on_dynamodb() {
+                let $app =
+                    $crate::TestApp::spawn_with($crate::Backend::DynamoDb, $overrides).await;
+                $body
+            }
+        }
+    )*};
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Backend {
     /// The embedded store and the outbox mailer.
@@ -153,6 +180,7 @@ impl TestApp {
         .expect("the test configuration is valid");
         let clock = ManualClock::starting_now();
         let started_at = epoch_seconds();
+        #[allow(clippy::type_complexity)]
         let (store, mailer, outbox, ses_url, calls): (
             Arc<dyn Store>,
             Arc<dyn Mailer>,
@@ -338,7 +366,7 @@ impl TestApp {
                 )
             })
             .collect();
-        mails.sort_by(|a, b| (b.0, b.1).cmp(&(a.0, a.1)));
+        mails.sort_by_key(|(at, order, _)| std::cmp::Reverse((*at, *order)));
         mails.into_iter().map(|(_, _, mail)| mail).collect()
     }
 
@@ -384,4 +412,112 @@ struct EmulatorBody {
 /// The JSON body of a response (panics if it is not JSON).
 pub async fn body(response: reqwest::Response) -> Value {
     response.json().await.expect("a JSON body")
+}
+
+/// Tokens from a successful login or refresh.
+#[derive(Clone, Debug, Deserialize)]
+pub struct Tokens {
+    pub access_token: String,
+    pub token_type: String,
+    pub expires_in: i64,
+    pub refresh_token: String,
+    pub session_id: String,
+}
+
+/// Routes that need a login.
+impl TestApp {
+    pub async fn login(&self, body: &Value) -> reqwest::Response {
+        self.post("/v1/login", body).await
+    }
+
+    pub async fn refresh(&self, refresh_token: &str) -> reqwest::Response {
+        self.post(
+            "/v1/token/refresh",
+            &serde_json::json!({ "refresh_token": refresh_token }),
+        )
+        .await
+    }
+
+    pub async fn logout(&self, refresh_token: &str) -> reqwest::Response {
+        self.post(
+            "/v1/logout",
+            &serde_json::json!({ "refresh_token": refresh_token }),
+        )
+        .await
+    }
+
+    pub async fn jwks(&self) -> reqwest::Response {
+        self.get("/.well-known/jwks.json").await
+    }
+
+    /// A request with `Authorization: Bearer <access_token>`.
+    pub fn authed(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        access_token: &str,
+    ) -> reqwest::RequestBuilder {
+        self.http
+            .request(method, format!("{}{path}", self.address))
+            .bearer_auth(access_token)
+    }
+
+    pub async fn account(&self, access_token: &str) -> reqwest::Response {
+        self.authed(reqwest::Method::GET, "/v1/account", access_token)
+            .send()
+            .await
+            .expect("the request is sent")
+    }
+
+    pub async fn sessions(&self, access_token: &str) -> reqwest::Response {
+        self.authed(reqwest::Method::GET, "/v1/account/sessions", access_token)
+            .send()
+            .await
+            .expect("the request is sent")
+    }
+
+    pub async fn revoke_session(&self, access_token: &str, session_id: &str) -> reqwest::Response {
+        let path = format!("/v1/account/sessions/{session_id}");
+        self.authed(reqwest::Method::DELETE, &path, access_token)
+            .send()
+            .await
+            .expect("the request is sent")
+    }
+
+    pub async fn revoke_other_sessions(&self, access_token: &str) -> reqwest::Response {
+        self.authed(
+            reqwest::Method::POST,
+            "/v1/account/sessions/revoke-others",
+            access_token,
+        )
+        .send()
+        .await
+        .expect("the request is sent")
+    }
+
+    /// `GET /v1/account/login-history` with an optional query string (`limit=5&...`).
+    pub async fn login_history(&self, access_token: &str, query: &str) -> reqwest::Response {
+        let path = if query.is_empty() {
+            "/v1/account/login-history".to_owned()
+        } else {
+            format!("/v1/account/login-history?{query}")
+        };
+        self.authed(reqwest::Method::GET, &path, access_token)
+            .send()
+            .await
+            .expect("the request is sent")
+    }
+
+    /// Logs in with the test password; panics unless it succeeds.
+    pub async fn log_in(&self, login: &str, remember_me: bool) -> Tokens {
+        let response = self
+            .login(&serde_json::json!({
+                "login": login,
+                "password": PASSWORD,
+                "remember_me": remember_me,
+            }))
+            .await;
+        assert_eq!(response.status(), 200, "login of {login} failed");
+        response.json().await.expect("a token pair")
+    }
 }

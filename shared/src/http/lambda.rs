@@ -1,7 +1,10 @@
 //! The Lambda entry path: API Gateway HTTP API (payload v2) events in, responses out,
 //! through the same dispatch the local server uses.
 
+use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr};
+
+use anyhow::Context;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -20,7 +23,7 @@ use crate::store::dynamo::DynamoStore;
 /// stops: all a function's `main` does.
 pub async fn run(function: Function) -> Result<(), lambda_http::Error> {
     crate::telemetry::init(true);
-    let app = Arc::new(app_from_environment().await.inspect_err(|e| {
+    let app = Arc::new(app_from_environment(function).await.inspect_err(|e| {
         tracing::error!(
             error = format!("{e:#}"),
             function = function.name(),
@@ -34,11 +37,69 @@ pub async fn run(function: Function) -> Result<(), lambda_http::Error> {
     .await
 }
 
-/// The production wiring: configuration from the environment, DynamoDB and SES
-/// clients from the AWS SDK's default chain.
-pub async fn app_from_environment() -> anyhow::Result<App> {
-    let config = Config::from_env()?;
+/// Secrets kept in SSM Parameter Store as SecureStrings: each `*_PARAMETER` variable
+/// names a parameter whose value stands in for the variable it names.
+const SECRET_PARAMETERS: &[(&str, &str)] = &[
+    ("JWT_SIGNING_KEY_PARAMETER", "JWT_SIGNING_KEY"),
+    (
+        "JWT_PREVIOUS_SIGNING_KEY_PARAMETER",
+        "JWT_PREVIOUS_SIGNING_KEY",
+    ),
+];
+
+/// Reads every configured secret parameter in one `GetParameters` call (the only
+/// network call of a cold start).
+async fn secrets_from_ssm(sdk: &aws_config::SdkConfig) -> anyhow::Result<HashMap<String, String>> {
+    let wanted: Vec<(String, &str)> = SECRET_PARAMETERS
+        .iter()
+        .filter_map(|(parameter_var, var)| {
+            let name = std::env::var(parameter_var)
+                .ok()
+                .filter(|n| !n.is_empty())?;
+            Some((name, *var))
+        })
+        .collect();
+    if wanted.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let output = aws_sdk_ssm::Client::new(sdk)
+        .get_parameters()
+        .set_names(Some(wanted.iter().map(|(name, _)| name.clone()).collect()))
+        .with_decryption(true)
+        .send()
+        .await
+        .context("reading secrets from SSM Parameter Store")?;
+    if let Some(missing) = output.invalid_parameters().first() {
+        anyhow::bail!("the SSM parameter {missing} does not exist");
+    }
+    let mut secrets = HashMap::new();
+    for parameter in output.parameters() {
+        if let (Some(name), Some(value)) = (parameter.name(), parameter.value())
+            && let Some((_, var)) = wanted.iter().find(|(wanted, _)| wanted == name)
+        {
+            secrets.insert((*var).to_owned(), value.to_owned());
+        }
+    }
+    Ok(secrets)
+}
+
+/// The production wiring: configuration from the environment (secrets from SSM),
+/// DynamoDB and SES clients from the AWS SDK's default chain.
+pub async fn app_from_environment(function: Function) -> anyhow::Result<App> {
     let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let secrets = secrets_from_ssm(&sdk).await?;
+    let config = Config::from_lookup(|name| {
+        secrets
+            .get(name)
+            .cloned()
+            .or_else(|| std::env::var(name).ok())
+    })?;
+    if function.verifies_access_tokens() && config.jwt_signing_key.is_none() {
+        anyhow::bail!(
+            "set JWT_SIGNING_KEY_PARAMETER (an SSM SecureString holding a PKCS#8 PEM key): \
+             every instance must sign with the same key"
+        );
+    }
     let clock = Arc::new(SystemClock);
     let store = DynamoStore::new(
         aws_sdk_dynamodb::Client::new(&sdk),

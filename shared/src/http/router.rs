@@ -23,6 +23,12 @@ impl Function {
         Function::Account,
     ];
 
+    /// Whether the function signs or checks access tokens, and so needs the shared
+    /// signing key (the others never see it: least privilege).
+    pub fn verifies_access_tokens(self) -> bool {
+        matches!(self, Function::Login | Function::Account)
+    }
+
     /// The function's binary (and directory) name.
     pub fn name(self) -> &'static str {
         match self {

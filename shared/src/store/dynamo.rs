@@ -33,8 +33,8 @@ use aws_sdk_dynamodb::types::{
 };
 
 use super::{
-    Change, Cmp, Cond, EXPIRES_AT, FailedCondition, Item, Key, MAX_TRANSACTION_WRITES, PK, Page,
-    Query, SK, Store, TransactError, Value, Write, WriteError, schema,
+    Change, Cmp, Cond, EXPIRES_AT, FailedCondition, Item, Key, PK, Page, Query, SK, Store,
+    TransactError, Value, Write, WriteError, schema,
 };
 use crate::clock::Clock;
 
@@ -731,6 +731,7 @@ impl Store for DynamoStore {
     }
 
     async fn write(&self, write: Write) -> Result<Option<Item>, WriteError> {
+        write.validate()?;
         match write {
             Write::Put { item, cond } => self.put(item, cond).await,
             Write::Update { key, changes, cond } => self.update(key, changes, cond).await,
@@ -742,18 +743,7 @@ impl Store for DynamoStore {
     }
 
     async fn transact(&self, writes: Vec<Write>) -> Result<(), TransactError> {
-        if writes.is_empty() || writes.len() > MAX_TRANSACTION_WRITES {
-            return Err(
-                anyhow!("a transaction holds 1 to 100 writes, not {}", writes.len()).into(),
-            );
-        }
-        let keys: BTreeSet<Key> = writes.iter().map(Write::key).collect();
-        if keys.len() != writes.len() {
-            return Err(anyhow!("a transaction cannot touch one item twice").into());
-        }
-        for write in &writes {
-            validate(write)?;
-        }
+        super::validate_transaction(&writes)?;
         let mut conflicts = 0;
         let mut revivals = 0;
         loop {
@@ -882,14 +872,6 @@ fn condition_failed(
 /// such keys find nothing without asking.
 fn storable(key: &Key) -> bool {
     !key.pk.is_empty() && !key.sk.is_empty()
-}
-
-fn validate(write: &Write) -> anyhow::Result<()> {
-    if let Write::Put { item, .. } = write {
-        item.key()
-            .ok_or_else(|| anyhow!("a put needs string pk and sk attributes"))?;
-    }
-    Ok(())
 }
 
 /// Whether an update replaces an expired item by a fresh one (see the module docs).

@@ -8,8 +8,7 @@ use anyhow::anyhow;
 use async_trait::async_trait;
 
 use super::{
-    FailedCondition, Item, Key, MAX_TRANSACTION_WRITES, Page, Query, Store, TransactError, Write,
-    WriteError, schema,
+    FailedCondition, Item, Key, Page, Query, Store, TransactError, Write, WriteError, schema,
 };
 use crate::clock::Clock;
 
@@ -54,37 +53,53 @@ fn check(items: &BTreeMap<Key, Item>, write: &Write, now: i64) -> Result<(), Opt
     }
 }
 
-/// Applies a checked write; returns what [`Store::write`] promises.
-fn apply(items: &mut BTreeMap<Key, Item>, write: Write, now: i64) -> Option<Item> {
-    match write {
-        Write::Put { item, .. } => {
-            if let Some(key) = item.key() {
-                items.insert(key, item);
-            }
-            None
-        }
-        Write::Update { key, changes, .. } => {
-            let mut item = match items.remove(&key) {
-                Some(old) if !old.is_expired(now) => old,
-                _ => Item::new(&key),
-            };
-            for change in &changes {
-                change.apply(&mut item);
-            }
-            items.insert(key, item.clone());
-            Some(item)
-        }
-        Write::Delete { key, .. } => items.remove(&key).filter(|old| !old.is_expired(now)),
-        Write::Check { .. } => None,
-    }
+/// What a checked write will do to the table, computed before anything changes so a
+/// transaction whose writes cannot all apply changes nothing.
+enum Effect {
+    Insert(Key, Item),
+    Remove(Key),
+    Nothing,
 }
 
-fn validate(write: &Write) -> anyhow::Result<()> {
-    if let Write::Put { item, .. } = write {
-        item.key()
-            .ok_or_else(|| anyhow!("a put needs string pk and sk attributes"))?;
+/// Works out a checked write's effect and what [`Store::write`] returns for it.
+fn prepare(
+    items: &BTreeMap<Key, Item>,
+    write: Write,
+    now: i64,
+) -> anyhow::Result<(Effect, Option<Item>)> {
+    Ok(match write {
+        Write::Put { item, .. } => match item.key() {
+            Some(key) => (Effect::Insert(key, item), None),
+            None => (Effect::Nothing, None),
+        },
+        Write::Update { key, changes, .. } => {
+            let mut item = match alive(items.get(&key), now) {
+                Some(old) => old.clone(),
+                None => Item::new(&key),
+            };
+            for change in &changes {
+                change.apply(&mut item)?;
+            }
+            (Effect::Insert(key, item.clone()), Some(item))
+        }
+        Write::Delete { key, .. } => {
+            let old = alive(items.get(&key), now).cloned();
+            (Effect::Remove(key), old)
+        }
+        Write::Check { .. } => (Effect::Nothing, None),
+    })
+}
+
+fn commit(items: &mut BTreeMap<Key, Item>, effect: Effect) {
+    match effect {
+        Effect::Insert(key, item) => {
+            items.insert(key, item);
+        }
+        Effect::Remove(key) => {
+            items.remove(&key);
+        }
+        Effect::Nothing => {}
     }
-    Ok(())
 }
 
 #[async_trait]
@@ -127,11 +142,31 @@ impl Store for MemoryStore {
         if !query.ascending {
             matching.reverse();
         }
-        let start = match &query.start_after {
-            Some(after) => matching
+        // Resume just past where the previous page ended, even if that item has gone
+        // since (a sweep deleting as it pages must not start over).
+        let resume_at = query.start_after.as_ref().and_then(|after| {
+            let sk = match query.index {
+                None => Some(after.sk.clone()),
+                Some(_) => items
+                    .get(after)
+                    .and_then(|i| i.s(sk_attr))
+                    .map(str::to_owned),
+            };
+            sk.map(|sk| (sk, after.clone()))
+        });
+        let start = match resume_at {
+            Some((sk, after)) => matching
                 .iter()
-                .position(|(_, key, _)| *key == after)
-                .map_or(0, |at| at + 1),
+                .position(|(s, key, _)| {
+                    let here = (*s, *key);
+                    let mark = (sk.as_str(), &after);
+                    if query.ascending {
+                        here > mark
+                    } else {
+                        here < mark
+                    }
+                })
+                .unwrap_or(matching.len()),
             None => 0,
         };
         let page: Vec<Item> = matching
@@ -153,28 +188,17 @@ impl Store for MemoryStore {
         if matches!(write, Write::Check { .. }) {
             return Err(anyhow!("a condition check is only allowed in a transaction").into());
         }
-        validate(&write)?;
+        write.validate()?;
         let now = self.clock.now();
         let mut items = self.lock()?;
         check(&items, &write, now).map_err(|current| WriteError::ConditionFailed { current })?;
-        Ok(apply(&mut items, write, now))
+        let (effect, returned) = prepare(&items, write, now)?;
+        commit(&mut items, effect);
+        Ok(returned)
     }
 
     async fn transact(&self, writes: Vec<Write>) -> Result<(), TransactError> {
-        if writes.is_empty() || writes.len() > MAX_TRANSACTION_WRITES {
-            return Err(
-                anyhow!("a transaction holds 1 to 100 writes, not {}", writes.len()).into(),
-            );
-        }
-        let mut keys: Vec<Key> = writes.iter().map(Write::key).collect();
-        keys.sort();
-        keys.dedup();
-        if keys.len() != writes.len() {
-            return Err(anyhow!("a transaction cannot touch one item twice").into());
-        }
-        for write in &writes {
-            validate(write)?;
-        }
+        super::validate_transaction(&writes)?;
         let now = self.clock.now();
         let mut items = self.lock()?;
         let failed: Vec<FailedCondition> = writes
@@ -189,8 +213,12 @@ impl Store for MemoryStore {
         if !failed.is_empty() {
             return Err(TransactError::ConditionFailed { failed });
         }
-        for write in writes {
-            apply(&mut items, write, now);
+        let effects = writes
+            .into_iter()
+            .map(|write| prepare(&items, write, now).map(|(effect, _)| effect))
+            .collect::<anyhow::Result<Vec<Effect>>>()?;
+        for effect in effects {
+            commit(&mut items, effect);
         }
         Ok(())
     }

@@ -12,7 +12,6 @@
 //!   reports the item as it stood (expired or not), like `ALL_OLD` in DynamoDB.
 
 #[cfg(any(test, feature = "test-support"))]
-#[cfg(any(test, feature = "test-support"))]
 pub mod conformance;
 pub mod dynamo;
 pub mod memory;
@@ -319,8 +318,20 @@ impl Change {
         Change::DeleteFromSet(attr.to_owned(), BTreeSet::from([member.into()]))
     }
 
-    /// Applies the change to an item (used by the in-memory store).
-    pub fn apply(&self, item: &mut Item) {
+    /// The attribute the change touches.
+    pub fn attr(&self) -> &str {
+        match self {
+            Change::Set(attr, _)
+            | Change::SetIfAbsent(attr, _)
+            | Change::Add(attr, _)
+            | Change::Remove(attr)
+            | Change::DeleteFromSet(attr, _) => attr,
+        }
+    }
+
+    /// Applies the change to an item (used by the in-memory store); adding to an
+    /// attribute that is not a number fails, as it does in DynamoDB.
+    pub fn apply(&self, item: &mut Item) -> anyhow::Result<()> {
         match self {
             Change::Set(attr, value) => {
                 item.0.insert(attr.clone(), value.clone());
@@ -329,7 +340,11 @@ impl Change {
                 item.0.entry(attr.clone()).or_insert_with(|| value.clone());
             }
             Change::Add(attr, by) => {
-                let current = item.n(attr).unwrap_or(0);
+                let current = match item.get(attr) {
+                    None => 0,
+                    Some(Value::N(n)) => *n,
+                    Some(_) => anyhow::bail!("cannot add to {attr}: it is not a number"),
+                };
                 item.0.insert(attr.clone(), Value::N(current + by));
             }
             Change::Remove(attr) => {
@@ -344,6 +359,7 @@ impl Change {
                 }
             }
         }
+        Ok(())
     }
 }
 
@@ -415,6 +431,45 @@ impl Write {
                 key.clone()
             }
         }
+    }
+
+    /// Refuses what DynamoDB refuses, so that both stores fail alike: empty key
+    /// strings, empty string sets, updates of the key, two changes to one attribute.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        let key = match self {
+            Write::Put { item, .. } => {
+                if item
+                    .0
+                    .values()
+                    .any(|v| matches!(v, Value::Ss(set) if set.is_empty()))
+                {
+                    anyhow::bail!("an item cannot hold an empty string set");
+                }
+                item.key()
+                    .ok_or_else(|| anyhow::anyhow!("a put needs string pk and sk attributes"))?
+            }
+            other => other.key(),
+        };
+        if key.pk.is_empty() || key.sk.is_empty() {
+            anyhow::bail!("key attributes cannot be empty strings");
+        }
+        if let Write::Update { changes, .. } = self {
+            let mut touched = BTreeSet::new();
+            for change in changes {
+                let attr = change.attr();
+                if attr == PK || attr == SK {
+                    anyhow::bail!("an update cannot change the key attribute {attr}");
+                }
+                if !touched.insert(attr) {
+                    anyhow::bail!("an update cannot change {attr} twice");
+                }
+                if matches!(change, Change::Set(_, Value::Ss(set)) | Change::SetIfAbsent(_, Value::Ss(set)) if set.is_empty())
+                {
+                    anyhow::bail!("an update cannot set an empty string set");
+                }
+            }
+        }
+        Ok(())
     }
 
     pub fn cond(&self) -> Option<&Cond> {
@@ -531,6 +586,19 @@ impl TransactError {
 
 /// The most writes one transaction may hold (DynamoDB's limit).
 pub const MAX_TRANSACTION_WRITES: usize = 100;
+
+/// Refuses a transaction DynamoDB would refuse: empty, over 100 writes, one item
+/// touched twice, or any invalid write.
+pub fn validate_transaction(writes: &[Write]) -> anyhow::Result<()> {
+    if writes.is_empty() || writes.len() > MAX_TRANSACTION_WRITES {
+        anyhow::bail!("a transaction holds 1 to 100 writes, not {}", writes.len());
+    }
+    let keys: BTreeSet<Key> = writes.iter().map(Write::key).collect();
+    if keys.len() != writes.len() {
+        anyhow::bail!("a transaction cannot touch one item twice");
+    }
+    writes.iter().try_for_each(Write::validate)
+}
 
 /// A DynamoDB-shaped store. Every method is one round trip on DynamoDB.
 #[async_trait]

@@ -1,0 +1,353 @@
+//! The Lambda entry path: real API Gateway HTTP API (payload v2) events, parsed as the
+//! runtime parses them, answered by `handle_event` for one function.
+
+use std::sync::Arc;
+
+use accounts::app::App;
+use accounts::clock::ManualClock;
+use accounts::config::Config;
+use accounts::email::EmailAddress;
+use accounts::http::router::Function;
+use accounts::mail::outbox::Outbox;
+use accounts::store::memory::MemoryStore;
+use api_tests::{BASE_URL, Mail, PASSWORD};
+use http::HeaderMap;
+use serde_json::{Value, json};
+
+/// The address in the signup fixtures' body.
+const FIXTURE_EMAIL: &str = "lambda.fixture@example.com";
+/// The `requestContext.http.sourceIp` of the signup fixtures.
+const FIXTURE_SOURCE_IP: &str = "203.0.113.7";
+/// The client-supplied `X-Forwarded-For` of the signup fixtures.
+const FIXTURE_FORWARDED_FOR: &str = "6.6.6.6";
+
+/// One function's state as a cold start builds it, over the embedded store and outbox.
+struct Lambda {
+    app: App,
+    outbox: Arc<Outbox>,
+}
+
+impl Lambda {
+    fn new(overrides: &[(&str, &str)]) -> Lambda {
+        let defaults = [
+            ("APP_BASE_URL", BASE_URL),
+            ("TABLE_NAME", "accounts-lambda-test"),
+            ("MAIL_FROM", "Account Security <no-reply@accounts.test>"),
+            ("ENUMERATION_FLOOR_MS", "20"),
+        ];
+        let config = Config::from_lookup(|name| {
+            overrides
+                .iter()
+                .chain(defaults.iter())
+                .find(|(key, _)| *key == name)
+                .map(|(_, value)| (*value).to_owned())
+        })
+        .expect("the test configuration is valid");
+        let clock = ManualClock::starting_now();
+        let store = Arc::new(MemoryStore::new(clock.clone()));
+        let outbox = Arc::new(Outbox::new(clock.clone()));
+        let app = App::new(config, store, outbox.clone(), clock).expect("build the app");
+        Lambda { app, outbox }
+    }
+
+    /// Hands one event (JSON as API Gateway sends it) to `function`.
+    async fn call(&self, function: Function, event: &Value) -> Answer {
+        let request =
+            lambda_http::request::from_str(&event.to_string()).expect("an API Gateway v2 event");
+        let response = accounts::http::lambda::handle_event(&self.app, function, request).await;
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let bytes: &[u8] = response.body();
+        let body = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(bytes).expect("a JSON body")
+        };
+        Answer {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    fn mail_to(&self, address: &str) -> Vec<Mail> {
+        self.outbox
+            .to(address)
+            .into_iter()
+            .map(|m| Mail {
+                to: m.to,
+                subject: m.subject,
+                text: m.text,
+                html: m.html,
+            })
+            .collect()
+    }
+
+    async fn is_verified(&self, email: &str) -> Option<bool> {
+        let address = EmailAddress::parse(email).expect("a valid address");
+        accounts::accounts::find_by_email(&self.app, &address)
+            .await
+            .expect("the store answers")
+            .map(|user| user.email_verified)
+    }
+}
+
+#[derive(Debug)]
+struct Answer {
+    status: u16,
+    headers: HeaderMap,
+    body: Value,
+}
+
+impl Answer {
+    fn header(&self, name: &str) -> &str {
+        self.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+    }
+
+    fn assert_problem(&self, status: u16, code: &str) {
+        assert_eq!(self.status, status, "{self:?}");
+        assert_eq!(self.header("content-type"), "application/problem+json");
+        assert_eq!(self.body["code"], code, "{self:?}");
+        assert_eq!(self.body["status"], status, "{self:?}");
+        assert_eq!(self.header("cache-control"), "no-store");
+    }
+}
+
+fn fixture(name: &str) -> Value {
+    let path = format!("{}/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+fn signup_event() -> Value {
+    fixture("apigw-v2-signup.json")
+}
+
+/// `event` with another plain-text body.
+fn with_body(mut event: Value, body: &str) -> Value {
+    event["body"] = Value::String(body.to_owned());
+    event["isBase64Encoded"] = Value::Bool(false);
+    event["headers"]["content-length"] = Value::String(body.len().to_string());
+    event
+}
+
+/// The signup event for another address.
+fn signup_of(email: &str) -> Value {
+    let body = json!({ "email": email, "password": PASSWORD, "account_type": "client" });
+    with_body(signup_event(), &body.to_string())
+}
+
+/// `event` as API Gateway sends it for a request from `ip`.
+fn from_ip(mut event: Value, ip: &str) -> Value {
+    event["requestContext"]["http"]["sourceIp"] = Value::String(ip.to_owned());
+    event
+}
+
+/// `event` retargeted to another route.
+fn to_route(mut event: Value, method: &str, path: &str) -> Value {
+    let route_key = format!("{method} {path}");
+    event["routeKey"] = Value::String(route_key.clone());
+    event["requestContext"]["routeKey"] = Value::String(route_key);
+    event["rawPath"] = Value::String(path.to_owned());
+    event["requestContext"]["http"]["method"] = Value::String(method.to_owned());
+    event["requestContext"]["http"]["path"] = Value::String(path.to_owned());
+    event
+}
+
+fn assert_verification_sent(answer: &Answer) {
+    assert_eq!(answer.status, 202, "{answer:?}");
+    assert_eq!(answer.body, json!({"status": "verification_sent"}));
+    assert_eq!(answer.header("content-type"), "application/json");
+    assert_eq!(answer.header("cache-control"), "no-store");
+}
+
+#[test]
+fn the_fixtures_are_api_gateway_http_api_v2_events() {
+    for name in [
+        "apigw-v2-signup.json",
+        "apigw-v2-signup-base64.json",
+        "apigw-v2-health.json",
+    ] {
+        let request = lambda_http::request::from_str(&fixture(name).to_string())
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        use lambda_http::RequestExt;
+        match request.request_context_ref() {
+            Some(lambda_http::request::RequestContext::ApiGatewayV2(context)) => {
+                assert!(context.http.source_ip.is_some(), "{name}");
+            }
+            other => panic!("{name}: not an HTTP API v2 event: {other:?}"),
+        }
+    }
+    let plain = signup_event();
+    assert_eq!(plain["headers"]["x-forwarded-for"], FIXTURE_FORWARDED_FOR);
+    assert_eq!(
+        plain["requestContext"]["http"]["sourceIp"],
+        FIXTURE_SOURCE_IP
+    );
+}
+
+#[tokio::test]
+async fn a_signup_event_creates_an_account_and_mails_a_verification() {
+    let lambda = Lambda::new(&[]);
+    let answer = lambda.call(Function::Signup, &signup_event()).await;
+    assert_verification_sent(&answer);
+
+    assert_eq!(lambda.is_verified(FIXTURE_EMAIL).await, Some(false));
+    let mails = lambda.mail_to(FIXTURE_EMAIL);
+    assert_eq!(mails.len(), 1);
+    // The link comes from APP_BASE_URL, not from Host or X-Forwarded-Host.
+    assert!(
+        mails[0].link_token("/verify-email").is_some(),
+        "{}",
+        mails[0].text
+    );
+    assert!(!mails[0].text.contains("evil.example.test"));
+    assert!(!mails[0].text.contains("execute-api"));
+}
+
+#[tokio::test]
+async fn a_base64_encoded_signup_event_works_the_same() {
+    let lambda = Lambda::new(&[]);
+    let event = fixture("apigw-v2-signup-base64.json");
+    assert_eq!(event["isBase64Encoded"], true);
+    let answer = lambda.call(Function::Signup, &event).await;
+    assert_verification_sent(&answer);
+    assert_eq!(lambda.is_verified(FIXTURE_EMAIL).await, Some(false));
+    assert_eq!(lambda.mail_to(FIXTURE_EMAIL).len(), 1);
+}
+
+#[tokio::test]
+async fn a_route_of_another_function_is_not_found() {
+    let lambda = Lambda::new(&[]);
+    assert_verification_sent(&lambda.call(Function::Signup, &signup_event()).await);
+    let token = lambda.mail_to(FIXTURE_EMAIL)[0]
+        .link_token("/verify-email")
+        .expect("a verification link");
+    let verify = with_body(
+        to_route(signup_event(), "POST", "/v1/email/verify"),
+        &json!({ "token": token }).to_string(),
+    );
+
+    lambda
+        .call(Function::Signup, &verify)
+        .await
+        .assert_problem(404, "not_found");
+    assert_eq!(lambda.is_verified(FIXTURE_EMAIL).await, Some(false));
+
+    // Its own function serves it, and the token was not spent by the refused call.
+    let answer = lambda.call(Function::Verify, &verify).await;
+    assert_eq!(answer.status, 200, "{answer:?}");
+    assert_eq!(answer.body, json!({"status": "verified"}));
+    assert_eq!(answer.header("cache-control"), "no-store");
+    assert_eq!(lambda.is_verified(FIXTURE_EMAIL).await, Some(true));
+
+    // And the verify function does not serve signup.
+    lambda
+        .call(Function::Verify, &signup_of("other@example.com"))
+        .await
+        .assert_problem(404, "not_found");
+    assert_eq!(lambda.is_verified("other@example.com").await, None);
+}
+
+#[tokio::test]
+async fn unknown_paths_and_methods_are_refused() {
+    let lambda = Lambda::new(&[]);
+    lambda
+        .call(
+            Function::Signup,
+            &to_route(signup_event(), "POST", "/v1/nothing-here"),
+        )
+        .await
+        .assert_problem(404, "not_found");
+    lambda
+        .call(
+            Function::Signup,
+            &to_route(fixture("apigw-v2-health.json"), "GET", "/v1/signup"),
+        )
+        .await
+        .assert_problem(405, "method_not_allowed");
+}
+
+#[tokio::test]
+async fn the_health_event_answers_ok() {
+    let lambda = Lambda::new(&[]);
+    let answer = lambda
+        .call(Function::Signup, &fixture("apigw-v2-health.json"))
+        .await;
+    assert_eq!(answer.status, 200, "{answer:?}");
+    assert_eq!(answer.body, json!({"status": "ok"}));
+    assert_eq!(answer.header("content-type"), "application/json");
+    assert_eq!(answer.header("cache-control"), "no-store");
+}
+
+#[tokio::test]
+async fn the_rate_limiter_sees_the_source_ip_not_x_forwarded_for() {
+    let lambda = Lambda::new(&[("SIGNUPS_PER_IP_PER_HOUR", "1")]);
+    let first = signup_of("first@example.com");
+    assert_eq!(first["headers"]["x-forwarded-for"], FIXTURE_FORWARDED_FOR);
+    assert_verification_sent(&lambda.call(Function::Signup, &first).await);
+
+    // Same source IP, and a different X-Forwarded-For does not help.
+    let mut second = signup_of("second@example.com");
+    second["headers"]["x-forwarded-for"] = Value::String("192.0.2.99".to_owned());
+    let limited = lambda.call(Function::Signup, &second).await;
+    limited.assert_problem(429, "rate_limited");
+    let retry_after: u64 = limited
+        .header("retry-after")
+        .parse()
+        .expect("Retry-After in whole seconds");
+    assert!((1..=3_600).contains(&retry_after), "{retry_after}");
+    assert_eq!(lambda.is_verified("second@example.com").await, None);
+
+    // Another source IP with the same X-Forwarded-For as the first is its own client.
+    let third = from_ip(signup_of("third@example.com"), "198.51.100.23");
+    assert_eq!(third["headers"]["x-forwarded-for"], FIXTURE_FORWARDED_FOR);
+    assert_verification_sent(&lambda.call(Function::Signup, &third).await);
+    assert_eq!(lambda.is_verified("third@example.com").await, Some(false));
+}
+
+#[tokio::test]
+async fn a_body_over_16_kib_is_too_large() {
+    let lambda = Lambda::new(&[]);
+    let padding = |total: usize| {
+        let empty = json!({ "email": "big@example.com", "password": "", "account_type": "client" })
+            .to_string();
+        let body = json!({
+            "email": "big@example.com",
+            "password": "x".repeat(total - empty.len()),
+            "account_type": "client",
+        })
+        .to_string();
+        assert_eq!(body.len(), total);
+        body
+    };
+
+    let too_large = with_body(signup_event(), &padding(16 * 1024 + 1));
+    lambda
+        .call(Function::Signup, &too_large)
+        .await
+        .assert_problem(413, "payload_too_large");
+
+    // Exactly 16 KiB is read (and refused for what it says, not for its size).
+    let at_limit = with_body(signup_event(), &padding(16 * 1024));
+    lambda
+        .call(Function::Signup, &at_limit)
+        .await
+        .assert_problem(400, "weak_password");
+    assert_eq!(lambda.is_verified("big@example.com").await, None);
+}
+
+#[tokio::test]
+async fn a_base64_encoded_body_over_16_kib_is_too_large() {
+    let lambda = Lambda::new(&[]);
+    // "eHh4" is base64 for "xxx": 6,000 of them decode to 18,000 bytes.
+    let mut event = fixture("apigw-v2-signup-base64.json");
+    event["body"] = Value::String("eHh4".repeat(6_000));
+    lambda
+        .call(Function::Signup, &event)
+        .await
+        .assert_problem(413, "payload_too_large");
+}
