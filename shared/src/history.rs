@@ -6,7 +6,7 @@ use serde::Serialize;
 
 use crate::http::Client;
 use crate::records::{attr, keys};
-use crate::store::{EXPIRES_AT, Item, Key, Write};
+use crate::store::{EXPIRES_AT, Item, Key, Write, schema};
 
 /// How long an entry is kept.
 pub const RETENTION_SECONDS: i64 = 90 * 24 * 3_600;
@@ -34,7 +34,7 @@ impl Outcome {
 pub fn entry(user_id: &str, client: &Client, now: i64, outcome: Outcome, method: &str) -> Write {
     let unique = uuid::Uuid::new_v4().simple().to_string();
     let key = keys::history(user_id, now, &unique[..8]);
-    Write::put(
+    Write::put(schema::index_expiry(
         Item::new(&key)
             .with(attr::AT, now)
             .with(attr::IP, client.ip.to_string())
@@ -42,7 +42,7 @@ pub fn entry(user_id: &str, client: &Client, now: i64, outcome: Outcome, method:
             .with(attr::OUTCOME, outcome.as_str())
             .with(attr::METHOD, method)
             .with(EXPIRES_AT, now + RETENTION_SECONDS),
-    )
+    ))
 }
 
 /// One entry as the API shows it.

@@ -11,7 +11,7 @@ use crate::config::SessionLimits;
 use crate::http::{ApiRequest, ApiResponse, Client, Problem};
 use crate::records::{attr, keys};
 use crate::secret::{Secret, Token};
-use crate::store::{Change, Cond, EXPIRES_AT, Item, Key, Write, WriteError};
+use crate::store::{Change, Cond, EXPIRES_AT, Item, Key, Write, WriteError, schema};
 
 /// Joins the account id and the session id in a refresh token's selector (neither
 /// contains it: both are UUIDs).
@@ -118,7 +118,7 @@ impl NewSession {
     /// The write that stores the session.
     pub fn write(&self) -> Write {
         let s = &self.session;
-        Write::put(
+        Write::put(schema::index_expiry(
             Item::new(&keys::session(&s.user_id, &s.id))
                 .with(attr::SESSION_ID, s.id.as_str())
                 .with(attr::USER_ID, s.user_id.as_str())
@@ -129,7 +129,7 @@ impl NewSession {
                 .with(attr::REMEMBER_ME, s.remember_me)
                 .with(attr::REFRESH_HASH, self.refresh.digest())
                 .with(EXPIRES_AT, s.expires_at),
-        )
+        ))
         .when(Cond::ItemAbsent)
     }
 
