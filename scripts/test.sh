@@ -39,6 +39,7 @@ trap 'exit 143' TERM
 step "starting emulators (DynamoDB Local, SES v2)"
 # emulators.sh runs `npm ci` itself when node_modules is missing or older than the lockfile.
 bash "$ROOT/scripts/emulators.sh" start "$STATE_DIR" >/dev/null
+python3 -m pip install -q -r "$ROOT/tests/requirements.txt"  # pyotp, for tests/tests/totp_pyotp.rs
 # shellcheck disable=SC1091
 source "$STATE_DIR/env"
 # Make the Rust test harness fail (not skip) if the DynamoDB endpoint is missing.

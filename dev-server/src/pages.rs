@@ -25,6 +25,10 @@ pub async fn answer(server: &Server, request: &ApiRequest) -> Option<ApiResponse
             "Confirm my email",
         ),
         (&Method::POST, "/verify-email") => verify_email(server, request).await,
+        (&Method::GET, "/reset-password") => reset_password_page(request),
+        (&Method::POST, "/reset-password") => reset_password(server, request).await,
+        (&Method::GET, "/reset-security-question") => reset_question_page(request),
+        (&Method::POST, "/reset-security-question") => reset_question(server, request).await,
         _ => return None,
     };
     Some(page)
@@ -224,4 +228,98 @@ fn add_base_target(mail_html: &str) -> String {
 fn mail_json(server: &Server) -> ApiResponse {
     let mails = server.outbox.as_ref().map(|o| o.all()).unwrap_or_default();
     api::json(StatusCode::OK, &mails)
+}
+
+fn token_field(request: &ApiRequest) -> Option<String> {
+    request.query_param("token").filter(|t| !t.is_empty())
+}
+
+fn missing_token() -> ApiResponse {
+    html(
+        StatusCode::OK,
+        "Missing link",
+        "<p class=\"error\">This link has no token. Open it from the email.</p>",
+    )
+}
+
+fn reset_password_page(request: &ApiRequest) -> ApiResponse {
+    let Some(token) = token_field(request) else {
+        return missing_token();
+    };
+    let body = format!(
+        "<h1>Choose a new password</h1><form method=\"post\" action=\"/reset-password\">\
+         <input type=\"hidden\" name=\"token\" value=\"{}\">\
+         <label>New password <input name=\"new_password\" type=\"password\" required minlength=\"8\"></label>\
+         <p><small>If your account has two-step verification, give a second factor too.</small></p>\
+         <label>Method <select name=\"mfa_method\"><option value=\"\">none</option>\
+         <option value=\"totp\">authenticator app</option><option value=\"backup_code\">backup code</option>\
+         <option value=\"security_question\">security question</option></select></label>\
+         <label>Code or answer <input name=\"mfa_code\" autocomplete=\"one-time-code\"></label>\
+         <button>Reset my password</button></form>",
+        escape_html(&token)
+    );
+    html(StatusCode::OK, "Choose a new password", &body)
+}
+
+async fn reset_password(server: &Server, request: &ApiRequest) -> ApiResponse {
+    let form = form_body(request);
+    let field = |name: &str| form_param(&form, name).unwrap_or_default();
+    let mut body = json!({ "token": field("token"), "new_password": field("new_password") });
+    if !field("mfa_method").is_empty() {
+        body["mfa"] = json!({ "method": field("mfa_method"), "code": field("mfa_code") });
+    }
+    let (status, answer) = call_api(server, request, "/v1/password/reset", body).await;
+    let page = format!(
+        "<h1>Password reset</h1>{}",
+        outcome(
+            status,
+            &answer,
+            "Your password is changed and every device is signed out. Log in again."
+        )
+    );
+    html(status, "Password reset", &page)
+}
+
+fn reset_question_page(request: &ApiRequest) -> ApiResponse {
+    let Some(token) = token_field(request) else {
+        return missing_token();
+    };
+    let options: String = accounts::security_question::QUESTIONS
+        .iter()
+        .map(|q| {
+            format!(
+                "<option value=\"{}\">{}</option>",
+                q.id,
+                escape_html(q.text)
+            )
+        })
+        .collect();
+    let body = format!(
+        "<h1>Choose a new security question</h1>\
+         <form method=\"post\" action=\"/reset-security-question\">\
+         <input type=\"hidden\" name=\"token\" value=\"{}\">\
+         <label>Your password <input name=\"password\" type=\"password\" required></label>\
+         <label>Question <select name=\"question_id\">{options}</select></label>\
+         <label>Answer <input name=\"answer\" required minlength=\"3\"></label>\
+         <button>Save</button></form>",
+        escape_html(&token)
+    );
+    html(StatusCode::OK, "Choose a new security question", &body)
+}
+
+async fn reset_question(server: &Server, request: &ApiRequest) -> ApiResponse {
+    let form = form_body(request);
+    let field = |name: &str| form_param(&form, name).unwrap_or_default();
+    let body = json!({
+        "token": field("token"),
+        "password": field("password"),
+        "question_id": field("question_id"),
+        "answer": field("answer"),
+    });
+    let (status, answer) = call_api(server, request, "/v1/security-question/reset", body).await;
+    let page = format!(
+        "<h1>Security question</h1>{}",
+        outcome(status, &answer, "Your security question is changed.")
+    );
+    html(status, "Security question", &page)
 }

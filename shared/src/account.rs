@@ -50,7 +50,7 @@ pub async fn get_account(app: &App, request: &ApiRequest) -> Result<ApiResponse,
         created_at: crate::clock::rfc3339(user.created_at),
         two_step: TwoStep {
             totp: false,
-            security_question: false,
+            security_question: user.security_question.is_some(),
             backup_codes_remaining: 0,
         },
     };
@@ -65,25 +65,12 @@ async fn live_sessions(
 ) -> Result<(Principal, Vec<Session>), Problem> {
     let principal = session::bearer(app, request)?;
     let now = app.now();
-    let mut sessions = Vec::new();
-    let mut next = None;
-    loop {
-        let query = Query::partition(keys::user_partition(&principal.user_id))
-            .prefix(keys::SESSION_PREFIX)
-            .limit(100)
-            .after(next);
-        let page = app.store.query(&query).await?;
-        sessions.extend(
-            page.items
-                .iter()
-                .filter_map(Session::from_item)
-                .filter(|s| s.is_alive(&app.config.sessions, now)),
-        );
-        next = page.next;
-        if next.is_none() {
-            break;
-        }
-    }
+    let sessions: Vec<Session> = session::stored(app, &principal.user_id)
+        .await?
+        .iter()
+        .filter_map(Session::from_item)
+        .filter(|s| s.is_alive(&app.config.sessions, now))
+        .collect();
     if !sessions.iter().any(|s| s.id == principal.session_id) {
         return Err(unauthorized());
     }

@@ -8,15 +8,7 @@ use crate::records::{User, attr, keys};
 
 /// The account that owns an email address, if any (two reads: claim, then account).
 pub async fn find_by_email(app: &App, email: &EmailAddress) -> anyhow::Result<Option<User>> {
-    let claim = app
-        .store
-        .get(&keys::email_claim(email.canonical()))
-        .await
-        .context("reading an email claim")?;
-    let Some(user_id) = claim.as_ref().and_then(|c| c.s(attr::USER_ID)) else {
-        return Ok(None);
-    };
-    find_by_id(app, user_id).await
+    find_by_login(app, &crate::login::LoginId::Email(email.clone())).await
 }
 
 /// The account with this id, if it exists.
@@ -27,4 +19,20 @@ pub async fn find_by_id(app: &App, user_id: &str) -> anyhow::Result<Option<User>
         .context("reading an account")?
         .map(|item| User::from_item(&item))
         .transpose()
+}
+
+/// The account a login (email or username) names, if any (two reads).
+pub async fn find_by_login(
+    app: &App,
+    login: &crate::login::LoginId,
+) -> anyhow::Result<Option<User>> {
+    let claim = app
+        .store
+        .get(&login.claim_key())
+        .await
+        .context("reading a login claim")?;
+    match claim.as_ref().and_then(|c| c.s(attr::USER_ID)) {
+        Some(user_id) => find_by_id(app, user_id).await,
+        None => Ok(None),
+    }
 }

@@ -34,6 +34,9 @@ pub struct Config {
     pub jwt_issuer: String,
     /// The `aud` of access tokens.
     pub jwt_audience: String,
+    /// The cleanup job deletes accounts still unverified this many days after signup,
+    /// freeing their email address and username.
+    pub unverified_account_max_age_days: i64,
 }
 
 /// How long sessions and access tokens live, in seconds.
@@ -54,6 +57,7 @@ pub struct Limits {
     pub signups_per_ip_per_hour: u32,
     pub resends_per_ip_per_hour: u32,
     pub login_failures_per_ip_per_hour: u32,
+    pub recoveries_per_ip_per_hour: u32,
 }
 
 /// An absolute http(s) URL without a trailing slash.
@@ -166,6 +170,7 @@ impl Config {
             signups_per_ip_per_hour: env.number("SIGNUPS_PER_IP_PER_HOUR", 20),
             resends_per_ip_per_hour: env.number("RESENDS_PER_IP_PER_HOUR", 20),
             login_failures_per_ip_per_hour: env.number("LOGIN_FAILURES_PER_IP_PER_HOUR", 100),
+            recoveries_per_ip_per_hour: env.number("RECOVERIES_PER_IP_PER_HOUR", 20),
         };
         let minutes = |n: i64| n * 60;
         let sessions = SessionLimits {
@@ -185,6 +190,11 @@ impl Config {
         {
             env.problems
                 .push("session and token lifetimes must be positive".into());
+        }
+        let unverified_account_max_age_days = env.number("UNVERIFIED_ACCOUNT_MAX_AGE_DAYS", 7);
+        if unverified_account_max_age_days < 1 {
+            env.problems
+                .push("UNVERIFIED_ACCOUNT_MAX_AGE_DAYS must be at least 1".into());
         }
         let jwt_signing_key = env.optional("JWT_SIGNING_KEY").map(Secret::new);
         let jwt_previous_signing_key = env.optional("JWT_PREVIOUS_SIGNING_KEY").map(Secret::new);
@@ -208,6 +218,7 @@ impl Config {
                 jwt_previous_signing_key,
                 jwt_issuer,
                 jwt_audience,
+                unverified_account_max_age_days,
             })
         } else {
             Err(ConfigError(env.problems))
@@ -241,6 +252,18 @@ mod tests {
         assert_eq!(config.app_base_url.to_string(), "https://app.example.com");
         assert_eq!(config.password_hashing, HashParams::OWASP);
         assert_eq!(config.enumeration_floor, Duration::from_millis(400));
+        assert_eq!(config.unverified_account_max_age_days, 7);
+    }
+
+    #[test]
+    fn unverified_accounts_live_at_least_a_day() {
+        let mut vars = MINIMAL.to_vec();
+        vars.push(("UNVERIFIED_ACCOUNT_MAX_AGE_DAYS", "0"));
+        let error = config(&vars).unwrap_err().to_string();
+        assert!(error.contains("UNVERIFIED_ACCOUNT_MAX_AGE_DAYS"), "{error}");
+        vars.pop();
+        vars.push(("UNVERIFIED_ACCOUNT_MAX_AGE_DAYS", "30"));
+        assert_eq!(config(&vars).unwrap().unverified_account_max_age_days, 30);
     }
 
     #[test]

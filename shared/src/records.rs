@@ -39,6 +39,9 @@ pub mod attr {
     pub const AT: &str = "at";
     pub const OUTCOME: &str = "outcome";
     pub const METHOD: &str = "method";
+    pub const VALID_UNTIL: &str = "valid_until";
+    pub const QUESTION_ID: &str = "question_id";
+    pub const ANSWER_HASH: &str = "answer_hash";
 }
 
 /// Item keys.
@@ -63,6 +66,16 @@ pub mod keys {
     /// Claims a username (canonical form) for one account.
     pub fn username_claim(canonical_username: &str) -> Key {
         Key::new(format!("USERNAME#{canonical_username}"), "CLAIM")
+    }
+
+    /// The pending emailed password-reset link of an account (at most one).
+    pub fn password_reset(user_id: &str) -> Key {
+        Key::new(format!("USER#{user_id}"), "RESET")
+    }
+
+    /// The pending emailed security-question reset link of an account (at most one).
+    pub fn security_question_reset(user_id: &str) -> Key {
+        Key::new(format!("USER#{user_id}"), "SQRESET")
     }
 
     /// The consecutive login failures of an account.
@@ -151,6 +164,15 @@ pub struct User {
     pub email_verified: bool,
     pub created_at: i64,
     pub password_hash: PasswordHash,
+    /// The chosen security question's id, and the answer's argon2 hash.
+    pub security_question: Option<SecurityAnswer>,
+}
+
+/// A security question and its hashed answer, as stored on the account.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SecurityAnswer {
+    pub question_id: String,
+    pub answer_hash: PasswordHash,
 }
 
 /// The day an unverified account was created, as its cleanup-index partition.
@@ -176,6 +198,10 @@ impl User {
             .set(attr::EMAIL_VERIFIED, self.email_verified)
             .set(attr::CREATED_AT, self.created_at)
             .set(attr::PASSWORD_HASH, self.password_hash.0.as_str());
+        if let Some(answer) = &self.security_question {
+            item.set(attr::QUESTION_ID, answer.question_id.as_str())
+                .set(attr::ANSWER_HASH, answer.answer_hash.0.as_str());
+        }
         if !self.email_verified {
             // Sparse index: only unverified accounts are in it, for the cleanup job.
             let index = schema::UNVERIFIED_BY_DAY;
@@ -204,6 +230,13 @@ impl User {
             email_verified: item.bool(attr::EMAIL_VERIFIED).unwrap_or(false),
             created_at: item.n(attr::CREATED_AT).unwrap_or(0),
             password_hash: PasswordHash(text(attr::PASSWORD_HASH)?),
+            security_question: match (item.s(attr::QUESTION_ID), item.s(attr::ANSWER_HASH)) {
+                (Some(id), Some(hash)) => Some(SecurityAnswer {
+                    question_id: id.to_owned(),
+                    answer_hash: PasswordHash(hash.to_owned()),
+                }),
+                _ => None,
+            },
         })
     }
 }

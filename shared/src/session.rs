@@ -258,6 +258,40 @@ pub async fn logout(app: &App, request: &ApiRequest) -> Result<ApiResponse, Prob
     Ok(crate::http::no_content())
 }
 
+/// Every live session item of an account (one query per 100 sessions).
+pub async fn stored(app: &App, user_id: &str) -> anyhow::Result<Vec<Item>> {
+    let mut items = Vec::new();
+    let mut next = None;
+    loop {
+        let query = crate::store::Query::partition(keys::user_partition(user_id))
+            .prefix(keys::SESSION_PREFIX)
+            .limit(100)
+            .after(next);
+        let page = app.store.query(&query).await?;
+        items.extend(page.items);
+        next = page.next;
+        if next.is_none() {
+            return Ok(items);
+        }
+    }
+}
+
+/// Deletes of every stored session of an account but `keep`.
+pub async fn end_all_writes(
+    app: &App,
+    user_id: &str,
+    keep: Option<&str>,
+) -> anyhow::Result<Vec<Write>> {
+    let kept = keep.map(|id| keys::session(user_id, id));
+    Ok(stored(app, user_id)
+        .await?
+        .iter()
+        .filter_map(Item::key)
+        .filter(|key| Some(key) != kept.as_ref())
+        .map(Write::delete)
+        .collect())
+}
+
 /// Who is calling an authenticated route.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Principal {

@@ -154,6 +154,7 @@ async fn create_account(app: &App, account: NewAccount) -> Result<(), SignupErro
         email_verified: false,
         created_at: now,
         password_hash,
+        security_question: None,
     };
     let pending = verification::Pending::issue(&user.id, now)?;
     const EMAIL_CLAIM: usize = 0;

@@ -521,3 +521,58 @@ impl TestApp {
         response.json().await.expect("a token pair")
     }
 }
+
+/// Recovery and account-protection routes.
+impl TestApp {
+    pub async fn forgot_password(&self, login: &str) -> reqwest::Response {
+        self.post(
+            "/v1/password/forgot",
+            &serde_json::json!({ "login": login }),
+        )
+        .await
+    }
+
+    pub async fn reset_password(&self, body: &Value) -> reqwest::Response {
+        self.post("/v1/password/reset", body).await
+    }
+
+    pub async fn change_password(&self, access_token: &str, body: &Value) -> reqwest::Response {
+        self.authed(reqwest::Method::POST, "/v1/account/password", access_token)
+            .json(body)
+            .send()
+            .await
+            .expect("the request is sent")
+    }
+
+    pub async fn security_questions(&self) -> reqwest::Response {
+        self.get("/v1/security-questions").await
+    }
+
+    pub async fn set_security_question(
+        &self,
+        access_token: &str,
+        body: &Value,
+    ) -> reqwest::Response {
+        self.authed(
+            reqwest::Method::PUT,
+            "/v1/account/security-question",
+            access_token,
+        )
+        .json(body)
+        .send()
+        .await
+        .expect("the request is sent")
+    }
+
+    pub async fn forgot_security_answer(&self, login: &str) -> reqwest::Response {
+        self.post(
+            "/v1/security-question/forgot",
+            &serde_json::json!({ "login": login }),
+        )
+        .await
+    }
+
+    pub async fn reset_security_question(&self, body: &Value) -> reqwest::Response {
+        self.post("/v1/security-question/reset", body).await
+    }
+}

@@ -86,6 +86,12 @@ async fn secrets_from_ssm(sdk: &aws_config::SdkConfig) -> anyhow::Result<HashMap
 /// The production wiring: configuration from the environment (secrets from SSM),
 /// DynamoDB and SES clients from the AWS SDK's default chain.
 pub async fn app_from_environment(function: Function) -> anyhow::Result<App> {
+    app_from_environment_for(function.verifies_access_tokens()).await
+}
+
+/// [`app_from_environment`] for any function, HTTP or not (the scheduled cleanup):
+/// `needs_signing_key` refuses to start without the shared access-token signing key.
+pub async fn app_from_environment_for(needs_signing_key: bool) -> anyhow::Result<App> {
     let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
     let secrets = secrets_from_ssm(&sdk).await?;
     let config = Config::from_lookup(|name| {
@@ -94,7 +100,7 @@ pub async fn app_from_environment(function: Function) -> anyhow::Result<App> {
             .cloned()
             .or_else(|| std::env::var(name).ok())
     })?;
-    if function.verifies_access_tokens() && config.jwt_signing_key.is_none() {
+    if needs_signing_key && config.jwt_signing_key.is_none() {
         anyhow::bail!(
             "set JWT_SIGNING_KEY_PARAMETER (an SSM SecureString holding a PKCS#8 PEM key): \
              every instance must sign with the same key"

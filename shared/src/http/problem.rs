@@ -64,6 +64,10 @@ impl Problem {
                 "weak_password",
                 "Choose a password of 8 to 128 characters that is not common and does not contain your email or username.",
             ),
+            Some("answer") => (
+                "invalid_answer",
+                "Answers need at least 3 characters and must not repeat your password, email or username.",
+            ),
             _ => ("invalid_request", "Some fields are not valid."),
         };
         Problem::bad_request(code, detail).with_errors(errors)

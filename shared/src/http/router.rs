@@ -12,6 +12,7 @@ pub enum Function {
     Signup,
     Verify,
     Login,
+    Reset,
     Account,
 }
 
@@ -20,6 +21,7 @@ impl Function {
         Function::Signup,
         Function::Verify,
         Function::Login,
+        Function::Reset,
         Function::Account,
     ];
 
@@ -35,6 +37,7 @@ impl Function {
             Function::Signup => "signup",
             Function::Verify => "verify",
             Function::Login => "login",
+            Function::Reset => "reset",
             Function::Account => "account",
         }
     }
@@ -57,6 +60,13 @@ pub enum Endpoint {
     RevokeSession,
     RevokeOtherSessions,
     LoginHistory,
+    ForgotPassword,
+    ResetPassword,
+    ChangePassword,
+    SecurityQuestions,
+    SetSecurityQuestion,
+    ForgotSecurityAnswer,
+    ResetSecurityQuestion,
 }
 
 /// One route: method, path pattern (`{name}` matches one segment) and endpoint.
@@ -110,6 +120,37 @@ pub const ROUTES: &[Route] = &[
         "/v1/account/login-history",
         Endpoint::LoginHistory,
     ),
+    route(
+        Method::POST,
+        "/v1/password/forgot",
+        Endpoint::ForgotPassword,
+    ),
+    route(Method::POST, "/v1/password/reset", Endpoint::ResetPassword),
+    route(
+        Method::POST,
+        "/v1/account/password",
+        Endpoint::ChangePassword,
+    ),
+    route(
+        Method::GET,
+        "/v1/security-questions",
+        Endpoint::SecurityQuestions,
+    ),
+    route(
+        Method::PUT,
+        "/v1/account/security-question",
+        Endpoint::SetSecurityQuestion,
+    ),
+    route(
+        Method::POST,
+        "/v1/security-question/forgot",
+        Endpoint::ForgotSecurityAnswer,
+    ),
+    route(
+        Method::POST,
+        "/v1/security-question/reset",
+        Endpoint::ResetSecurityQuestion,
+    ),
 ];
 
 impl Endpoint {
@@ -125,7 +166,14 @@ impl Endpoint {
             | Endpoint::Sessions
             | Endpoint::RevokeSession
             | Endpoint::RevokeOtherSessions
-            | Endpoint::LoginHistory => Function::Account,
+            | Endpoint::LoginHistory
+            | Endpoint::ChangePassword
+            | Endpoint::SecurityQuestions
+            | Endpoint::SetSecurityQuestion => Function::Account,
+            Endpoint::ForgotPassword
+            | Endpoint::ResetPassword
+            | Endpoint::ForgotSecurityAnswer
+            | Endpoint::ResetSecurityQuestion => Function::Reset,
         }
     }
 }
@@ -207,6 +255,19 @@ async fn handle(
         Endpoint::RevokeSession => crate::account::revoke_session(app, request, param(0)).await,
         Endpoint::RevokeOtherSessions => crate::account::revoke_other_sessions(app, request).await,
         Endpoint::LoginHistory => crate::account::login_history(app, request).await,
+        Endpoint::ForgotPassword => crate::recovery::forgot_password(app, request).await,
+        Endpoint::ResetPassword => crate::recovery::reset_password(app, request).await,
+        Endpoint::ChangePassword => crate::account_security::change_password(app, request).await,
+        Endpoint::SecurityQuestions => Ok(crate::account_security::security_questions()),
+        Endpoint::SetSecurityQuestion => {
+            crate::account_security::set_security_question(app, request).await
+        }
+        Endpoint::ForgotSecurityAnswer => {
+            crate::recovery::forgot_security_answer(app, request).await
+        }
+        Endpoint::ResetSecurityQuestion => {
+            crate::recovery::reset_security_question(app, request).await
+        }
     }
 }
 

@@ -70,6 +70,7 @@ pub async fn run_all(store: &dyn Store, clock: &ManualClock) {
         queries_page_through_25_items_10_at_a_time,
         a_page_that_ends_the_partition_has_no_next,
         queries_skip_expired_items_and_still_fill_pages,
+        queries_including_expired_items_see_what_the_ttl_sweep_has_not_reached,
         queries_on_the_unverified_by_day_index,
         an_index_sweep_that_deletes_as_it_pages_sees_every_item_once,
         concurrent_puts_if_absent_let_exactly_one_win,
@@ -1280,6 +1281,68 @@ async fn queries_skip_expired_items_and_still_fill_pages(store: &dyn Store, cloc
         }
         assert_eq!(seen, live);
     }
+}
+
+/// The cleanup job's view: expired items that are still stored, in the table and in the
+/// expiry index, and deleting them only while they are dead.
+async fn queries_including_expired_items_see_what_the_ttl_sweep_has_not_reached(
+    store: &dyn Store,
+    clock: &ManualClock,
+) {
+    let pk = partition("sweep");
+    let now = clock.now();
+    let indexed = |sk: &str, expires_at: i64| {
+        schema::index_expiry(item(&Key::new(&pk, sk)).with(EXPIRES_AT, expires_at))
+    };
+    // Same expiry second, so the three share one partition of the expiry index.
+    let day = schema::expiring_day(now + 10);
+    put(store, indexed("a-dead", now + 10)).await;
+    put(store, indexed("b-dead", now + 10)).await;
+    put(store, indexed("c-renewed", now + 10)).await;
+    put(store, item(&Key::new(&pk, "d-forever"))).await;
+    clock.advance(10);
+    let table = Query::partition(&pk).limit(2);
+    let live: Vec<String> = all_pages(store, table.clone())
+        .await
+        .iter()
+        .flat_map(|p| sks(&p.items))
+        .collect();
+    assert_eq!(live, ["d-forever"]);
+    let everything: Vec<String> = all_pages(store, table.including_expired())
+        .await
+        .iter()
+        .flat_map(|p| sks(&p.items))
+        .collect();
+    assert_eq!(everything, ["a-dead", "b-dead", "c-renewed", "d-forever"]);
+
+    let index = Query::partition(&day)
+        .on_index(schema::EXPIRING_BY_DAY.name)
+        .prefix(format!("{:012}#{pk}#", now + 10))
+        .limit(100);
+    assert!(store.query(&index).await.expect("query").items.is_empty());
+    let found = settled_index(store, &index.clone().including_expired(), 3).await;
+    assert_eq!(sks(&found.items), ["a-dead", "b-dead", "c-renewed"]);
+
+    // A delete that only applies to a dead item: the sweep never removes an item that
+    // came back to life between its read and its delete.
+    put(store, indexed("c-renewed", clock.now() + 60)).await;
+    for key in found.items.iter().filter_map(Item::key) {
+        let result = store
+            .write(Write::delete(key.clone()).when(Cond::ItemAbsent))
+            .await;
+        if key.sk == "c-renewed" {
+            assert!(condition_failed(result).is_some());
+        } else {
+            assert_eq!(result.expect("delete a dead item"), None);
+        }
+    }
+    let left: Vec<String> = all_pages(store, Query::partition(&pk).including_expired())
+        .await
+        .iter()
+        .flat_map(|p| sks(&p.items))
+        .collect();
+    assert_eq!(left, ["c-renewed", "d-forever"]);
+    settled_index(store, &index.including_expired(), 0).await;
 }
 
 fn unverified(key: &Key, day: &str, at: &str) -> Item {

@@ -674,7 +674,7 @@ impl Store for DynamoStore {
             };
             key_condition = format!("{key_condition} AND {condition}");
         }
-        let filter = exprs.render(&not(expired(now)));
+        let filter = (!query.include_expired).then(|| exprs.render(&not(expired(now))));
 
         let mut start = match &query.start_after {
             Some(after) => self.start_key(query, index, after).await?,
@@ -692,7 +692,7 @@ impl Store for DynamoStore {
                 .table_name(&self.table)
                 .set_index_name(query.index.map(str::to_owned))
                 .key_condition_expression(&key_condition)
-                .filter_expression(&filter)
+                .set_filter_expression(filter.clone())
                 .set_expression_attribute_names(exprs.names())
                 .set_expression_attribute_values(exprs.values())
                 .scan_index_forward(query.ascending)
@@ -705,7 +705,7 @@ impl Store for DynamoStore {
                 .with_context(|| format!("Query {:?} on {}", query.pk, self.table))?;
             for attributes in out.items() {
                 let item = from_attributes(attributes)?;
-                if item.is_expired(now) {
+                if item.is_expired(now) && !query.include_expired {
                     continue;
                 }
                 if items.len() == query.limit {

@@ -131,7 +131,10 @@ impl Store for MemoryStore {
         // Index order is (index sort key, table key), as DynamoDB orders ties.
         let mut matching: Vec<(&str, &Key, &Item)> = items
             .iter()
-            .filter(|(_, item)| !item.is_expired(now) && item.s(pk_attr) == Some(&query.pk))
+            .filter(|(_, item)| {
+                (query.include_expired || !item.is_expired(now))
+                    && item.s(pk_attr) == Some(&query.pk)
+            })
             .filter_map(|(key, item)| Some((item.s(sk_attr)?, key, item)))
             .filter(|(sk, _, _)| {
                 query.sk_prefix.as_deref().is_none_or(|p| sk.starts_with(p))

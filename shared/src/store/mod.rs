@@ -15,6 +15,8 @@
 pub mod conformance;
 pub mod dynamo;
 pub mod memory;
+#[cfg(any(test, feature = "test-support"))]
+pub mod recording;
 pub mod schema;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -497,6 +499,9 @@ pub struct Query {
     pub limit: usize,
     /// Resume after this item (the `next` of a previous page).
     pub start_after: Option<Key>,
+    /// Also return items past their TTL that DynamoDB has not swept yet (only the
+    /// cleanup job, which deletes them, wants these).
+    pub include_expired: bool,
 }
 
 impl Query {
@@ -509,6 +514,7 @@ impl Query {
             ascending: true,
             limit: 100,
             start_after: None,
+            include_expired: false,
         }
     }
     pub fn on_index(mut self, index: &'static str) -> Query {
@@ -535,9 +541,15 @@ impl Query {
         self.start_after = key;
         self
     }
+    /// Returns expired items too (see [`Query::include_expired`]).
+    pub fn including_expired(mut self) -> Query {
+        self.include_expired = true;
+        self
+    }
 }
 
-/// One page of a query: live items only, in sort-key order.
+/// One page of a query: live items only (unless the query includes expired ones), in
+/// sort-key order.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Page {
     pub items: Vec<Item>,

@@ -1,0 +1,331 @@
+//! Recovery by email: "forgot password" and "forgot security answer" links, and
+//! redeeming them. Asking always answers `202` after the same time; redeeming a
+//! password reset ends every session, and needs the second factor when the account
+//! has two-step verification.
+
+use anyhow::Context;
+use http::StatusCode;
+use serde::Deserialize;
+
+use crate::account::end_sessions;
+use crate::app::App;
+use crate::history;
+use crate::http::{ApiRequest, ApiResponse, FieldError, Problem};
+use crate::lockout;
+use crate::login::LoginId;
+use crate::mail::messages::Message;
+use crate::notify::Occurrence;
+use crate::password::{NewPassword, Verdict};
+use crate::rate_limit::RateLimit;
+use crate::records::{SecurityAnswer, User, attr, keys};
+use crate::recovery_link::{self, Presented, Purpose};
+use crate::secret::Secret;
+use crate::security_question::{self, NewAnswer};
+use crate::session;
+use crate::store::{Change, Cond, Item, Key, MAX_TRANSACTION_WRITES, Write, schema};
+use crate::two_step::{self, FactorProof};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ForgotRequest {
+    login: String,
+}
+
+/// `POST /v1/password/forgot`
+pub async fn forgot_password(app: &App, request: &ApiRequest) -> Result<ApiResponse, Problem> {
+    forgot(app, request, Purpose::PasswordReset).await
+}
+
+/// `POST /v1/security-question/forgot`
+pub async fn forgot_security_answer(
+    app: &App,
+    request: &ApiRequest,
+) -> Result<ApiResponse, Problem> {
+    forgot(app, request, Purpose::SecurityQuestionReset).await
+}
+
+/// Mails a recovery link to the account a login names. The answer and its timing are
+/// the same whether or not there is such an account: the work happens inside the
+/// enumeration floor, and the response says nothing.
+async fn forgot(app: &App, request: &ApiRequest, purpose: Purpose) -> Result<ApiResponse, Problem> {
+    let body: ForgotRequest = request.json()?;
+    let limit = RateLimit::per_hour("forgot", app.config.limits.recoveries_per_ip_per_hour);
+    limit
+        .hit(
+            app.store.as_ref(),
+            app.clock.as_ref(),
+            &request.client.ip.to_string(),
+        )
+        .await
+        .context("counting a recovery request against its IP's limit")?
+        .map_err(|limited| Problem::rate_limited(limited.retry_after))?;
+    let login = LoginId::parse(&body.login);
+    app.with_floor(async {
+        let Some(login) = login else {
+            return Ok(());
+        };
+        let user = crate::accounts::find_by_login(app, &login).await?;
+        match user {
+            // "Forgot your answer" only makes sense for an account that has one.
+            Some(user) if purpose == Purpose::PasswordReset || user.security_question.is_some() => {
+                recovery_link::issue_and_send(app, &user, purpose).await
+            }
+            _ => Ok(()),
+        }
+    })
+    .await
+    .map_err(Problem::from)?;
+    Ok(crate::http::status(StatusCode::ACCEPTED, "email_sent"))
+}
+
+/// A presented link with everything needed to judge it, read in one round trip: the
+/// account, the link record and the account's back-off.
+struct Redemption {
+    presented: Presented,
+    user: User,
+    lockout: Option<Item>,
+}
+
+async fn load_redemption(
+    app: &App,
+    token: &Secret,
+    purpose: Purpose,
+) -> Result<Redemption, Problem> {
+    let presented = Presented::parse(token.expose())?;
+    let (user_key, link_key, lockout_key) = (
+        keys::user(&presented.user_id),
+        purpose.key(&presented.user_id),
+        keys::account_lockout(&presented.user_id),
+    );
+    let items = app
+        .store
+        .get_many(&[user_key.clone(), link_key.clone(), lockout_key.clone()])
+        .await
+        .context("reading a recovery link")?;
+    let find = |key: &Key| items.iter().find(|i| i.key().as_ref() == Some(key));
+    presented.check(find(&link_key), app.now())?;
+    let user = find(&user_key)
+        .map(User::from_item)
+        .transpose()?
+        .ok_or(recovery_link::LinkError::Invalid)?;
+    Ok(Redemption {
+        presented,
+        user,
+        lockout: find(&lockout_key).cloned(),
+    })
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ResetRequest {
+    token: Secret,
+    new_password: Secret,
+    mfa: Option<FactorProof>,
+}
+
+/// `POST /v1/password/reset`
+pub async fn reset_password(app: &App, request: &ApiRequest) -> Result<ApiResponse, Problem> {
+    let body: ResetRequest = request.json()?;
+    let Redemption {
+        presented,
+        user,
+        lockout,
+    } = load_redemption(app, &body.token, Purpose::PasswordReset).await?;
+    let password = NewPassword::parse(
+        &body.new_password,
+        crate::email::EmailAddress::parse(&user.email).ok().as_ref(),
+        user.username
+            .as_deref()
+            .and_then(|u| crate::username::Username::parse(u).ok())
+            .as_ref(),
+    )
+    .map_err(|weaknesses| {
+        Problem::validation(
+            weaknesses
+                .iter()
+                .map(|w| FieldError::new("new_password", w.code()))
+                .collect(),
+        )
+    })?;
+    // A mailbox alone must not take over an account with two-step verification.
+    let factor_writes =
+        two_step::require_for_reset(app, request, &user, lockout.as_ref(), body.mfa).await?;
+    let hash = app.passwords.hash(&password).await?;
+    let now = app.now();
+    let index = schema::UNVERIFIED_BY_DAY;
+    let mut writes = vec![
+        presented.spend(Purpose::PasswordReset, now),
+        Write::update(
+            keys::user(&user.id),
+            vec![
+                Change::set(attr::PASSWORD_HASH, hash.0),
+                // The link proved the address: an unverified account is verified now.
+                Change::set(attr::EMAIL_VERIFIED, true),
+                Change::remove(index.pk),
+                Change::remove(index.sk),
+            ],
+        )
+        .when(Cond::ItemExists),
+        Write::delete(keys::verification(&user.id)),
+        lockout::clear(keys::account_lockout(&user.id)),
+    ];
+    writes.extend(factor_writes);
+    let mut sessions = session::end_all_writes(app, &user.id, None).await?;
+    let room = MAX_TRANSACTION_WRITES.saturating_sub(writes.len());
+    writes.extend(sessions.drain(..room.min(sessions.len())));
+    app.store.transact(writes).await.map_err(|e| match e {
+        e if e.failed_at(0).is_some() => Problem::from(recovery_link::LinkError::Invalid),
+        e => Problem::from(anyhow::Error::from(e).context("resetting a password")),
+    })?;
+    end_sessions(app, sessions).await?;
+    let seen = Occurrence::of(app, &request.client);
+    app.send_quietly(
+        &user.email,
+        Message::PasswordWasReset {
+            when: seen.when,
+            ip: seen.ip,
+            device: seen.device,
+            reset_url: app.config.app_base_url.page("/forgot-password"),
+        },
+    )
+    .await;
+    Ok(crate::http::status(StatusCode::OK, "password_reset"))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ResetSecurityQuestionRequest {
+    token: Secret,
+    password: Secret,
+    question_id: String,
+    answer: Secret,
+}
+
+/// `POST /v1/security-question/reset`: the emailed link and the account password
+/// together set a new question and answer.
+pub async fn reset_security_question(
+    app: &App,
+    request: &ApiRequest,
+) -> Result<ApiResponse, Problem> {
+    let body: ResetSecurityQuestionRequest = request.json()?;
+    let Redemption {
+        presented,
+        user,
+        lockout,
+    } = load_redemption(app, &body.token, Purpose::SecurityQuestionReset).await?;
+    check_password(app, request, &user, lockout.as_ref(), &body.password).await?;
+    let answer = parse_answer(&body.question_id, &body.answer, &body.password, &user)?;
+    let stored = hash_answer(app, &body.question_id, &answer).await?;
+    let now = app.now();
+    let writes = vec![
+        presented.spend(Purpose::SecurityQuestionReset, now),
+        set_answer_write(&user.id, &stored),
+        lockout::clear(keys::account_lockout(&user.id)),
+    ];
+    app.store.transact(writes).await.map_err(|e| match e {
+        e if e.failed_at(0).is_some() => Problem::from(recovery_link::LinkError::Invalid),
+        e => Problem::from(anyhow::Error::from(e).context("resetting a security question")),
+    })?;
+    notify_question_changed(app, request, &user).await;
+    Ok(crate::http::status(
+        StatusCode::OK,
+        "security_question_reset",
+    ))
+}
+
+/// Checks the account password of a signed-in or link-holding person, under the
+/// login back-off: a locked account is refused, a wrong password counts as a failure.
+pub async fn check_password(
+    app: &App,
+    request: &ApiRequest,
+    user: &User,
+    lockout: Option<&Item>,
+    password: &Secret,
+) -> Result<(), Problem> {
+    if let Some(seconds) = lockout::retry_after(lockout, app.now()) {
+        return Err(Problem::rate_limited(seconds));
+    }
+    match app
+        .passwords
+        .verify(password, Some(&user.password_hash))
+        .await?
+    {
+        Verdict::Right { .. } => Ok(()),
+        Verdict::Wrong => {
+            let now = app.now();
+            let (failure, entry) = tokio::join!(
+                app.store.write(lockout::record_failure(
+                    keys::account_lockout(&user.id),
+                    now
+                )),
+                app.store.write(history::entry(
+                    &user.id,
+                    &request.client,
+                    now,
+                    history::Outcome::BadPassword,
+                    "password",
+                )),
+            );
+            failure.map_err(anyhow::Error::from)?;
+            entry.map_err(anyhow::Error::from)?;
+            Err(Problem::new(
+                StatusCode::UNAUTHORIZED,
+                "invalid_credentials",
+                "The password is not right.",
+            ))
+        }
+    }
+}
+
+/// Validates a new question and answer for an account.
+pub fn parse_answer(
+    question_id: &str,
+    answer: &Secret,
+    password: &Secret,
+    user: &User,
+) -> Result<NewAnswer, Problem> {
+    if security_question::question(question_id).is_none() {
+        return Err(Problem::validation(vec![FieldError::new(
+            "question_id",
+            "unknown",
+        )]));
+    }
+    NewAnswer::parse(answer, password, &user.email, user.username.as_deref())
+        .map_err(|problem| Problem::validation(vec![FieldError::new("answer", problem.code())]))
+}
+
+pub async fn hash_answer(
+    app: &App,
+    question_id: &str,
+    answer: &NewAnswer,
+) -> anyhow::Result<SecurityAnswer> {
+    Ok(SecurityAnswer {
+        question_id: question_id.to_owned(),
+        answer_hash: app.passwords.hash_secret(answer.secret()).await?,
+    })
+}
+
+pub fn set_answer_write(user_id: &str, answer: &SecurityAnswer) -> Write {
+    Write::update(
+        keys::user(user_id),
+        vec![
+            Change::set(attr::QUESTION_ID, answer.question_id.as_str()),
+            Change::set(attr::ANSWER_HASH, answer.answer_hash.0.as_str()),
+        ],
+    )
+    .when(Cond::ItemExists)
+}
+
+pub async fn notify_question_changed(app: &App, request: &ApiRequest, user: &User) {
+    let seen = Occurrence::of(app, &request.client);
+    app.send_quietly(
+        &user.email,
+        Message::SecurityQuestionChanged {
+            when: seen.when,
+            ip: seen.ip,
+            device: seen.device,
+            reset_url: app.config.app_base_url.page("/forgot-password"),
+        },
+    )
+    .await;
+}
