@@ -49,9 +49,9 @@ pub async fn get_account(app: &App, request: &ApiRequest) -> Result<ApiResponse,
         email_verified: user.email_verified,
         created_at: crate::clock::rfc3339(user.created_at),
         two_step: TwoStep {
-            totp: false,
+            totp: user.totp.is_some(),
             security_question: user.security_question.is_some(),
-            backup_codes_remaining: 0,
+            backup_codes_remaining: user.backup_codes.len(),
         },
     };
     Ok(crate::http::json(StatusCode::OK, &view))

@@ -20,7 +20,7 @@ use crate::session::{self, Principal, authenticate_with, unauthorized};
 use crate::store::{Change, Cond, Item, Key, MAX_TRANSACTION_WRITES, Write};
 
 /// The caller, their account and its back-off, read with the session check.
-async fn signed_in_user(
+pub async fn signed_in_user(
     app: &App,
     request: &ApiRequest,
 ) -> Result<(Principal, User, Option<Item>), Problem> {

@@ -13,6 +13,7 @@ use crate::mail::Mailer;
 use crate::mail::messages::Message;
 use crate::password::PasswordHasher;
 use crate::store::Store;
+use crate::totp::{TotpKey, TotpKeys};
 
 #[derive(Clone)]
 pub struct App {
@@ -22,6 +23,7 @@ pub struct App {
     pub clock: Arc<dyn Clock>,
     pub passwords: PasswordHasher,
     pub tokens: Arc<AccessTokens>,
+    pub totp_keys: Arc<TotpKeys>,
 }
 
 impl App {
@@ -47,7 +49,19 @@ impl App {
             &config.jwt_issuer,
             &config.jwt_audience,
         )?;
+        let totp_keys = TotpKeys::new(
+            match &config.totp_encryption_key {
+                Some(key) => TotpKey::from_base64(key.expose())?,
+                None => TotpKey::generate()?,
+            },
+            config
+                .totp_previous_encryption_key
+                .as_ref()
+                .map(|key| TotpKey::from_base64(key.expose()))
+                .transpose()?,
+        );
         Ok(App {
+            totp_keys: Arc::new(totp_keys),
             config: Arc::new(config),
             store,
             mailer,

@@ -161,7 +161,7 @@ pub fn budget(deadline: SystemTime, now: SystemTime) -> Duration {
 /// The cleanup function's state, built once per cold start. It issues no access
 /// tokens, so it does not need (and is not given) the signing key.
 pub async fn app_from_environment() -> anyhow::Result<App> {
-    crate::http::lambda::app_from_environment_for(false)
+    crate::http::lambda::app_from_environment_for(crate::http::router::KeysNeeded::default())
         .await
         .inspect_err(|e| {
             tracing::error!(
@@ -182,11 +182,15 @@ async fn delete_unverified_accounts(
     budget: &Budget,
     report: &mut CleanupReport,
 ) -> anyhow::Result<bool> {
-    let cutoff = now - app.config.unverified_account_max_age_days * DAY;
+    let max_age = app
+        .config
+        .unverified_account_max_age_days
+        .saturating_mul(DAY);
+    let cutoff = now.saturating_sub(max_age);
     let last_day = cutoff.div_euclid(DAY);
-    for day in (last_day - UNVERIFIED_LOOKBACK_DAYS)..=last_day {
+    for day in last_day.saturating_sub(UNVERIFIED_LOOKBACK_DAYS)..=last_day {
         // Sort keys are `<created_at>#<id>`; `~` sorts after every id character.
-        let mut query = Query::partition(records::unverified_day(day * DAY))
+        let mut query = Query::partition(records::unverified_day(day.saturating_mul(DAY)))
             .on_index(schema::UNVERIFIED_BY_DAY.name)
             .at_most(format!("{cutoff}#~"))
             .limit(PAGE_SIZE);

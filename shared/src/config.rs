@@ -34,6 +34,13 @@ pub struct Config {
     pub jwt_issuer: String,
     /// The `aud` of access tokens.
     pub jwt_audience: String,
+    /// The AES-256-GCM key (base64, 32 bytes) that encrypts TOTP secrets at rest; in AWS
+    /// read from SSM at cold start; generated when absent (local server, tests).
+    pub totp_encryption_key: Option<Secret>,
+    /// The key used before the last rotation: still decrypts.
+    pub totp_previous_encryption_key: Option<Secret>,
+    /// The issuer name authenticator apps show.
+    pub totp_issuer: String,
     /// The cleanup job deletes accounts still unverified this many days after signup,
     /// freeing their email address and username.
     pub unverified_account_max_age_days: i64,
@@ -204,6 +211,13 @@ impl Config {
         let jwt_audience = env
             .optional("JWT_AUDIENCE")
             .unwrap_or_else(|| "accounts-api".to_owned());
+        let totp_encryption_key = env.optional("TOTP_ENCRYPTION_KEY").map(Secret::new);
+        let totp_previous_encryption_key = env
+            .optional("TOTP_PREVIOUS_ENCRYPTION_KEY")
+            .map(Secret::new);
+        let totp_issuer = env
+            .optional("TOTP_ISSUER")
+            .unwrap_or_else(|| "Account Security".to_owned());
         if env.problems.is_empty() {
             Ok(Config {
                 app_base_url,
@@ -218,6 +232,9 @@ impl Config {
                 jwt_previous_signing_key,
                 jwt_issuer,
                 jwt_audience,
+                totp_encryption_key,
+                totp_previous_encryption_key,
+                totp_issuer,
                 unverified_account_max_age_days,
             })
         } else {

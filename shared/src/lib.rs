@@ -31,6 +31,7 @@ pub mod signup;
 pub mod store;
 pub mod telemetry;
 pub mod totp;
+pub mod two_factor;
 pub mod two_step;
 pub mod username;
 pub mod verification;

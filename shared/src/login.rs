@@ -16,6 +16,7 @@ use crate::records::{User, attr, keys};
 use crate::secret::Secret;
 use crate::session::NewSession;
 use crate::store::{Change, Cond, Item, Key, Write};
+use crate::two_step::{self, Challenge, Factor, PresentedChallenge};
 use crate::username::Username;
 
 /// What a person typed as their login, in the form that identifies an account.
@@ -158,6 +159,21 @@ pub async fn login(app: &App, request: &ApiRequest) -> Result<ApiResponse, Probl
         return Err(LoginError::EmailNotVerified.into());
     }
 
+    // Round trip 3 with two-step verification: a challenge instead of a session. The
+    // back-off is cleared only when the second factor passes too.
+    if !two_step::methods(&user).is_empty() {
+        let challenge = Challenge::start(app, &user, body.remember_me)?;
+        let mut writes = vec![challenge.write()];
+        if needs_rehash {
+            writes.push(rehash(app, &user, &body.password).await?);
+        }
+        app.store
+            .transact(writes)
+            .await
+            .map_err(|e| anyhow::Error::from(e).context("starting a two-step challenge"))?;
+        return Ok(challenge.response(&user));
+    }
+
     // Round trip 3: the session, the history entry, the cleared back-off (and a
     // stronger hash) in one transaction.
     let session = NewSession::start(app, &user.id, client, body.remember_me)?;
@@ -260,4 +276,93 @@ async fn rehash(app: &App, user: &User, password: &Secret) -> anyhow::Result<Wri
         vec![Change::set(attr::PASSWORD_HASH, hash.0)],
     )
     .when(Cond::eq(attr::PASSWORD_HASH, user.password_hash.0.as_str())))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MfaRequest {
+    mfa_token: Secret,
+    method: String,
+    code: Secret,
+}
+
+/// `POST /v1/login/mfa`: the second step of a login with two-step verification. One
+/// read (account, challenge, back-off), then one transaction that spends the
+/// challenge and the factor and starts the session.
+pub async fn login_mfa(app: &App, request: &ApiRequest) -> Result<ApiResponse, Problem> {
+    let body: MfaRequest = request.json()?;
+    let presented = PresentedChallenge::parse(&body.mfa_token)?;
+    let (user_key, lockout_key) = (
+        keys::user(&presented.user_id),
+        keys::account_lockout(&presented.user_id),
+    );
+    let challenge_key = presented.key();
+    let items = app
+        .store
+        .get_many(&[user_key.clone(), challenge_key.clone(), lockout_key.clone()])
+        .await?;
+    let find = |key: &Key| items.iter().find(|i| i.key().as_ref() == Some(key));
+    let challenge = find(&challenge_key);
+    if !presented.usable(challenge) {
+        return Err(two_step::challenge_expired());
+    }
+    let user = find(&user_key)
+        .map(User::from_item)
+        .transpose()?
+        .ok_or_else(two_step::challenge_expired)?;
+    let client = &request.client;
+    if let Some(seconds) = lockout::retry_after(find(&lockout_key), app.now()) {
+        let entry = history::entry(
+            &user.id,
+            client,
+            app.now(),
+            Outcome::RateLimited,
+            &body.method,
+        );
+        app.store.write(entry).await.map_err(anyhow::Error::from)?;
+        return Err(LoginError::RateLimited(seconds).into());
+    }
+    let factor = Factor::parse(&body.method)
+        .filter(|f| two_step::methods(&user).contains(f))
+        .ok_or_else(|| {
+            Problem::invalid_request("method must be one of the methods offered at login.")
+        })?;
+    let Some(spend) = two_step::verify_factor(app, &user, factor, &body.code).await? else {
+        let (attempt, wrong) = tokio::join!(
+            app.store.write(presented.count_attempt()),
+            two_step::record_wrong_factor(app, client, &user.id, factor),
+        );
+        // A challenge that vanished meanwhile is no error here: the code was wrong.
+        if let Err(crate::store::WriteError::Unexpected(e)) = attempt {
+            return Err(e.context("counting a wrong code").into());
+        }
+        wrong?;
+        return Err(two_step::invalid_code());
+    };
+    let remember_me = challenge
+        .and_then(|c| c.bool(attr::REMEMBER_ME))
+        .unwrap_or(false);
+    let session = NewSession::start(app, &user.id, client, remember_me)?;
+    let mut writes = vec![presented.spend()];
+    let spent_code = factor == Factor::BackupCode;
+    writes.extend(spend.account_update(&user.id, Vec::new(), Cond::ItemExists));
+    writes.extend([
+        session.write(),
+        history::entry(&user.id, client, app.now(), Outcome::Success, factor.name()),
+        lockout::clear(lockout_key),
+    ]);
+    app.store.transact(writes).await.map_err(|e| match e {
+        e if e.failed_at(0).is_some() => two_step::challenge_expired(),
+        // The factor was spent by a concurrent request: a replay.
+        e if e.failed_at(1).is_some() => two_step::invalid_code(),
+        e => Problem::from(anyhow::Error::from(e).context("completing a two-step login")),
+    })?;
+    let remaining = user.backup_codes.len() - usize::from(spent_code);
+    let mut tokens = serde_json::to_value(session.tokens(app)?)
+        .map_err(|e| Problem::from(anyhow::Error::from(e)))?;
+    tokens["backup_codes_remaining"] = remaining.into();
+    if remaining <= two_step::LOW_BACKUP_CODES {
+        tokens["warning"] = "backup_codes_low".into();
+    }
+    Ok(crate::http::json(StatusCode::OK, &tokens))
 }

@@ -1,11 +1,13 @@
 //! The items the product stores: their keys, attribute names, and the typed records
 //! read from them. The single-table layout is documented in the README.
 
+use std::collections::BTreeSet;
+
 use serde::{Deserialize, Serialize};
 
 use crate::email::EmailAddress;
 use crate::password::PasswordHash;
-use crate::store::{Item, Key, schema};
+use crate::store::{Item, Key, Value, schema};
 
 /// Attribute names, in one place so readers and writers cannot drift apart.
 pub mod attr {
@@ -42,6 +44,11 @@ pub mod attr {
     pub const VALID_UNTIL: &str = "valid_until";
     pub const QUESTION_ID: &str = "question_id";
     pub const ANSWER_HASH: &str = "answer_hash";
+    pub const TOTP_SECRET: &str = "totp_secret";
+    pub const TOTP_LAST_STEP: &str = "totp_last_step";
+    pub const TOTP_ENABLED_AT: &str = "totp_enabled_at";
+    pub const BACKUP_CODES: &str = "backup_codes";
+    pub const ATTEMPTS: &str = "attempts";
 }
 
 /// Item keys.
@@ -76,6 +83,16 @@ pub mod keys {
     /// The pending emailed security-question reset link of an account (at most one).
     pub fn security_question_reset(user_id: &str) -> Key {
         Key::new(format!("USER#{user_id}"), "SQRESET")
+    }
+
+    /// An authenticator-app secret waiting for its first code (10 minutes).
+    pub fn totp_pending(user_id: &str) -> Key {
+        Key::new(format!("USER#{user_id}"), "TOTP_PENDING")
+    }
+
+    /// A login waiting for its second factor (5 minutes).
+    pub fn mfa_challenge(user_id: &str, challenge_id: &str) -> Key {
+        Key::new(format!("USER#{user_id}"), format!("MFA#{challenge_id}"))
     }
 
     /// The consecutive login failures of an account.
@@ -166,6 +183,19 @@ pub struct User {
     pub password_hash: PasswordHash,
     /// The chosen security question's id, and the answer's argon2 hash.
     pub security_question: Option<SecurityAnswer>,
+    /// The authenticator app, once confirmed.
+    pub totp: Option<TotpState>,
+    /// Digests of the unused backup codes.
+    pub backup_codes: BTreeSet<String>,
+}
+
+/// An enabled authenticator app, as stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TotpState {
+    /// The secret, encrypted with the configured key and bound to the account.
+    pub encrypted_secret: String,
+    /// The last time step whose code was accepted: codes of it and before are spent.
+    pub last_step: Option<i64>,
 }
 
 /// A security question and its hashed answer, as stored on the account.
@@ -198,6 +228,13 @@ impl User {
             .set(attr::EMAIL_VERIFIED, self.email_verified)
             .set(attr::CREATED_AT, self.created_at)
             .set(attr::PASSWORD_HASH, self.password_hash.0.as_str());
+        if let Some(totp) = &self.totp {
+            item.set(attr::TOTP_SECRET, totp.encrypted_secret.as_str())
+                .set_opt(attr::TOTP_LAST_STEP, totp.last_step);
+        }
+        if !self.backup_codes.is_empty() {
+            item.set(attr::BACKUP_CODES, Value::Ss(self.backup_codes.clone()));
+        }
         if let Some(answer) = &self.security_question {
             item.set(attr::QUESTION_ID, answer.question_id.as_str())
                 .set(attr::ANSWER_HASH, answer.answer_hash.0.as_str());
@@ -230,6 +267,11 @@ impl User {
             email_verified: item.bool(attr::EMAIL_VERIFIED).unwrap_or(false),
             created_at: item.n(attr::CREATED_AT).unwrap_or(0),
             password_hash: PasswordHash(text(attr::PASSWORD_HASH)?),
+            totp: item.s(attr::TOTP_SECRET).map(|secret| TotpState {
+                encrypted_secret: secret.to_owned(),
+                last_step: item.n(attr::TOTP_LAST_STEP),
+            }),
+            backup_codes: item.ss(attr::BACKUP_CODES).cloned().unwrap_or_default(),
             security_question: match (item.s(attr::QUESTION_ID), item.s(attr::ANSWER_HASH)) {
                 (Some(id), Some(hash)) => Some(SecurityAnswer {
                     question_id: id.to_owned(),

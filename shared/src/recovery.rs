@@ -148,33 +148,35 @@ pub async fn reset_password(app: &App, request: &ApiRequest) -> Result<ApiRespon
         )
     })?;
     // A mailbox alone must not take over an account with two-step verification.
-    let factor_writes =
+    let factor =
         two_step::require_for_reset(app, request, &user, lockout.as_ref(), body.mfa).await?;
     let hash = app.passwords.hash(&password).await?;
     let now = app.now();
     let index = schema::UNVERIFIED_BY_DAY;
-    let mut writes = vec![
-        presented.spend(Purpose::PasswordReset, now),
-        Write::update(
-            keys::user(&user.id),
-            vec![
-                Change::set(attr::PASSWORD_HASH, hash.0),
-                // The link proved the address: an unverified account is verified now.
-                Change::set(attr::EMAIL_VERIFIED, true),
-                Change::remove(index.pk),
-                Change::remove(index.sk),
-            ],
-        )
-        .when(Cond::ItemExists),
+    let account_update = factor.account_update(
+        &user.id,
+        vec![
+            Change::set(attr::PASSWORD_HASH, hash.0),
+            // The link proved the address: an unverified account is verified now.
+            Change::set(attr::EMAIL_VERIFIED, true),
+            Change::remove(index.pk),
+            Change::remove(index.sk),
+        ],
+        Cond::ItemExists,
+    );
+    let mut writes = vec![presented.spend(Purpose::PasswordReset, now)];
+    writes.extend(account_update);
+    writes.extend([
         Write::delete(keys::verification(&user.id)),
         lockout::clear(keys::account_lockout(&user.id)),
-    ];
-    writes.extend(factor_writes);
+    ]);
     let mut sessions = session::end_all_writes(app, &user.id, None).await?;
     let room = MAX_TRANSACTION_WRITES.saturating_sub(writes.len());
     writes.extend(sessions.drain(..room.min(sessions.len())));
     app.store.transact(writes).await.map_err(|e| match e {
         e if e.failed_at(0).is_some() => Problem::from(recovery_link::LinkError::Invalid),
+        // The second factor was spent by a concurrent request (a replayed code).
+        e if e.failed_at(1).is_some() => two_step::invalid_code(),
         e => Problem::from(anyhow::Error::from(e).context("resetting a password")),
     })?;
     end_sessions(app, sessions).await?;

@@ -88,6 +88,8 @@ pub struct Token {
 
 /// Separates the selector from the verifier in a token's text.
 const TOKEN_SEPARATOR: char = '.';
+/// Joins two ids in a selector (ids are UUIDs, which never contain it).
+const PAIR_JOIN: char = '_';
 
 impl Token {
     /// A fresh token for the record named by `selector` (which must not contain '.').
@@ -120,6 +122,20 @@ impl Token {
 
     pub fn selector(&self) -> &str {
         &self.selector
+    }
+
+    /// A token whose selector names two ids (an account and one of its records).
+    pub fn for_pair(first: &str, second: &str) -> anyhow::Result<Token> {
+        anyhow::ensure!(
+            !first.contains(PAIR_JOIN) && !second.contains(PAIR_JOIN),
+            "ids in a token selector cannot contain '{PAIR_JOIN}'"
+        );
+        Token::generate(&format!("{first}{PAIR_JOIN}{second}"))
+    }
+
+    /// The two ids of a [`Token::for_pair`] selector.
+    pub fn pair(&self) -> Option<(&str, &str)> {
+        self.selector.split_once(PAIR_JOIN)
     }
 
     /// What the store keeps: the SHA-256 of the verifier, bound to the selector.

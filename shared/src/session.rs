@@ -13,10 +13,6 @@ use crate::records::{attr, keys};
 use crate::secret::{Secret, Token};
 use crate::store::{Change, Cond, EXPIRES_AT, Item, Key, Write, WriteError, schema};
 
-/// Joins the account id and the session id in a refresh token's selector (neither
-/// contains it: both are UUIDs).
-const SELECTOR_JOIN: char = '_';
-
 /// A session as stored.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Session {
@@ -99,7 +95,7 @@ impl NewSession {
         } else {
             limits.session
         };
-        let refresh = Token::generate(&format!("{user_id}{SELECTOR_JOIN}{id}"))?;
+        let refresh = Token::for_pair(user_id, &id)?;
         Ok(NewSession {
             session: Session {
                 id,
@@ -157,7 +153,7 @@ fn issue(app: &App, session: &Session, refresh: &Token) -> anyhow::Result<TokenP
 /// The account and session a refresh token names, if its text can be one of ours.
 fn parse_refresh(text: &Secret) -> Option<(Token, String, String)> {
     let token = Token::parse(text.expose())?;
-    let (user_id, session_id) = token.selector().split_once(SELECTOR_JOIN)?;
+    let (user_id, session_id) = token.pair()?;
     let (user_id, session_id) = (user_id.to_owned(), session_id.to_owned());
     Some((token, user_id, session_id))
 }

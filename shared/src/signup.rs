@@ -155,6 +155,8 @@ async fn create_account(app: &App, account: NewAccount) -> Result<(), SignupErro
         created_at: now,
         password_hash,
         security_question: None,
+        totp: None,
+        backup_codes: Default::default(),
     };
     let pending = verification::Pending::issue(&user.id, now)?;
     const EMAIL_CLAIM: usize = 0;

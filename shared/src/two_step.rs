@@ -1,13 +1,74 @@
 //! Two-step verification as the rest of the product sees it: which second factors an
-//! account has, and checking one where a flow demands it (login, password reset).
+//! account has, checking one (authenticator code, backup code or security answer)
+//! wherever a flow demands it, and the login challenge that waits for it.
 
-use serde::Deserialize;
+use http::StatusCode;
+use serde::{Deserialize, Serialize};
 
 use crate::app::App;
-use crate::http::{ApiRequest, Problem};
-use crate::records::User;
-use crate::secret::Secret;
-use crate::store::{Item, Write};
+use crate::history::{self, Outcome};
+use crate::http::{ApiRequest, ApiResponse, Client, Problem};
+use crate::lockout;
+use crate::password::Verdict;
+use crate::records::{User, attr, keys};
+use crate::secret::{Secret, Token};
+use crate::store::{Change, Cond, EXPIRES_AT, Item, Write};
+use crate::{backup_codes, security_question, totp};
+
+/// How long a login waits for its second factor.
+pub const CHALLENGE_SECONDS: i64 = 300;
+/// Wrong codes a challenge survives.
+pub const CHALLENGE_ATTEMPTS: i64 = 5;
+/// Login warns when this few backup codes are left.
+pub const LOW_BACKUP_CODES: usize = 2;
+
+/// A second-factor method.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Factor {
+    Totp,
+    BackupCode,
+    SecurityQuestion,
+}
+
+impl Factor {
+    pub fn parse(name: &str) -> Option<Factor> {
+        match name {
+            "totp" => Some(Factor::Totp),
+            "backup_code" => Some(Factor::BackupCode),
+            "security_question" => Some(Factor::SecurityQuestion),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Factor::Totp => "totp",
+            Factor::BackupCode => "backup_code",
+            Factor::SecurityQuestion => "security_question",
+        }
+    }
+}
+
+/// The second-factor methods an account offers, in the order offered. Two-step
+/// verification is on when the account has an authenticator app; backup codes and the
+/// security question are then other ways in ("try another method"), never alone.
+pub fn methods(user: &User) -> Vec<Factor> {
+    if user.totp.is_none() {
+        return Vec::new();
+    }
+    let mut methods = vec![Factor::Totp];
+    if !user.backup_codes.is_empty() {
+        methods.push(Factor::BackupCode);
+    }
+    if user.security_question.is_some() {
+        methods.push(Factor::SecurityQuestion);
+    }
+    methods
+}
+
+fn method_names(methods: &[Factor]) -> Vec<&'static str> {
+    methods.iter().map(|m| m.name()).collect()
+}
 
 /// A second factor offered with a request: `{"method", "code"}` (for the security
 /// question, `code` is the answer).
@@ -18,26 +79,258 @@ pub struct FactorProof {
     pub code: Secret,
 }
 
-/// The second-factor methods an account has enabled, in the order offered. Two-step
-/// verification is on when the account has an authenticator app; until then the list
-/// is empty and no flow asks for a second factor.
-pub fn methods(_user: &User) -> Vec<&'static str> {
-    Vec::new()
+/// What accepting a factor changes on the account item: a TOTP time step is marked
+/// used, a backup code is removed. The condition makes the factor single-use even
+/// under concurrent requests; callers merge both into their own account update.
+#[derive(Debug, Default)]
+pub struct FactorSpend {
+    pub changes: Vec<Change>,
+    pub cond: Option<Cond>,
+}
+
+impl FactorSpend {
+    /// The account update that spends the factor (if it needs one), with `more`
+    /// changes and conditions of the caller's.
+    pub fn account_update(self, user_id: &str, more: Vec<Change>, cond: Cond) -> Option<Write> {
+        let mut changes = self.changes;
+        changes.extend(more);
+        if changes.is_empty() {
+            return None;
+        }
+        let cond = match self.cond {
+            Some(spend) => cond.and(spend),
+            None => cond,
+        };
+        Some(Write::update(keys::user(user_id), changes).when(cond))
+    }
+}
+
+/// Checks a factor; `Ok(None)` when it is wrong.
+pub async fn verify_factor(
+    app: &App,
+    user: &User,
+    factor: Factor,
+    code: &Secret,
+) -> anyhow::Result<Option<FactorSpend>> {
+    match factor {
+        Factor::Totp => {
+            let Some(state) = &user.totp else {
+                return Ok(None);
+            };
+            let secret = app.totp_keys.decrypt(&state.encrypted_secret, &user.id)?;
+            let Some(step) =
+                totp::matching_step(&secret, code.expose(), app.now(), state.last_step)
+            else {
+                return Ok(None);
+            };
+            Ok(Some(FactorSpend {
+                changes: vec![Change::set(attr::TOTP_LAST_STEP, step)],
+                cond: Some(
+                    Cond::attr_exists(attr::TOTP_SECRET).and(
+                        Cond::attr_absent(attr::TOTP_LAST_STEP)
+                            .or(Cond::lt(attr::TOTP_LAST_STEP, step)),
+                    ),
+                ),
+            }))
+        }
+        Factor::BackupCode => {
+            let digest = backup_codes::digest_of(&user.id, code.expose());
+            Ok(digest
+                .filter(|d| user.backup_codes.contains(d))
+                .map(|digest| FactorSpend {
+                    changes: vec![Change::delete_from_set(attr::BACKUP_CODES, digest.as_str())],
+                    cond: Some(Cond::contains(attr::BACKUP_CODES, digest)),
+                }))
+        }
+        Factor::SecurityQuestion => {
+            let Some(answer) = &user.security_question else {
+                return Ok(None);
+            };
+            let typed = security_question::typed_answer(code);
+            let verdict = app
+                .passwords
+                .verify(&typed, Some(&answer.answer_hash))
+                .await?;
+            Ok(matches!(verdict, Verdict::Right { .. }).then(FactorSpend::default))
+        }
+    }
+}
+
+/// A wrong factor counts against the account's back-off, like a wrong password, and
+/// is recorded in its login history.
+pub async fn record_wrong_factor(
+    app: &App,
+    client: &Client,
+    user_id: &str,
+    factor: Factor,
+) -> anyhow::Result<()> {
+    let now = app.now();
+    let (failure, entry) = tokio::join!(
+        app.store
+            .write(lockout::record_failure(keys::account_lockout(user_id), now)),
+        app.store.write(history::entry(
+            user_id,
+            client,
+            now,
+            Outcome::BadCode,
+            factor.name()
+        )),
+    );
+    failure.map_err(anyhow::Error::from)?;
+    entry.map_err(anyhow::Error::from)?;
+    Ok(())
+}
+
+pub fn invalid_code() -> Problem {
+    Problem::new(
+        StatusCode::UNAUTHORIZED,
+        "invalid_code",
+        "That code is not right.",
+    )
+}
+
+fn unknown_method() -> Problem {
+    Problem::invalid_request("method must be one of the methods this account offers.")
 }
 
 /// Demands a valid second factor for a password reset when the account has two-step
-/// verification; returns the writes that spend the factor (to commit with the reset).
+/// verification, under the login back-off: a stolen mailbox alone cannot take the
+/// account over. Returns what spends the factor (to commit with the reset).
 pub async fn require_for_reset(
-    _app: &App,
-    _request: &ApiRequest,
+    app: &App,
+    request: &ApiRequest,
     user: &User,
-    _lockout: Option<&Item>,
-    _proof: Option<FactorProof>,
-) -> Result<Vec<Write>, Problem> {
-    if methods(user).is_empty() {
-        return Ok(Vec::new());
+    lockout_item: Option<&Item>,
+    proof: Option<FactorProof>,
+) -> Result<FactorSpend, Problem> {
+    let offered = methods(user);
+    if offered.is_empty() {
+        return Ok(FactorSpend::default());
     }
-    Err(Problem::internal(&anyhow::anyhow!(
-        "two-step verification is not available yet"
-    )))
+    let Some(proof) = proof else {
+        return Err(Problem::new(
+            StatusCode::FORBIDDEN,
+            "mfa_required",
+            "This account has two-step verification: give a second factor with the new password.",
+        )
+        .with_extra("methods", serde_json::json!(method_names(&offered))));
+    };
+    if let Some(seconds) = lockout::retry_after(lockout_item, app.now()) {
+        return Err(Problem::rate_limited(seconds));
+    }
+    let factor = Factor::parse(&proof.method)
+        .filter(|f| offered.contains(f))
+        .ok_or_else(unknown_method)?;
+    match verify_factor(app, user, factor, &proof.code).await? {
+        Some(spend) => Ok(spend),
+        None => {
+            record_wrong_factor(app, &request.client, &user.id, factor).await?;
+            Err(invalid_code())
+        }
+    }
+}
+
+/// A login waiting for its second factor. The token names the account and the
+/// challenge; only its hash is stored.
+pub struct Challenge {
+    token: Token,
+    item: Item,
+}
+
+#[derive(Serialize)]
+struct ChallengeView {
+    mfa_required: bool,
+    mfa_token: String,
+    methods: Vec<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    security_question: Option<&'static str>,
+    backup_codes_remaining: usize,
+}
+
+impl Challenge {
+    pub fn start(app: &App, user: &User, remember_me: bool) -> anyhow::Result<Challenge> {
+        let id = uuid::Uuid::new_v4().to_string();
+        let token = Token::for_pair(&user.id, &id)?;
+        let item = Item::new(&keys::mfa_challenge(&user.id, &id))
+            .with(attr::TOKEN_HASH, token.digest())
+            .with(attr::ATTEMPTS, 0)
+            .with(attr::REMEMBER_ME, remember_me)
+            .with(EXPIRES_AT, app.now() + CHALLENGE_SECONDS);
+        Ok(Challenge { token, item })
+    }
+
+    pub fn write(&self) -> Write {
+        Write::put(self.item.clone()).when(Cond::ItemAbsent)
+    }
+
+    /// `200 {"mfa_required": true, ...}`
+    pub fn response(&self, user: &User) -> ApiResponse {
+        let offered = methods(user);
+        let view = ChallengeView {
+            mfa_required: true,
+            mfa_token: self.token.expose(),
+            methods: method_names(&offered),
+            security_question: user
+                .security_question
+                .as_ref()
+                .and_then(|a| security_question::question(&a.question_id))
+                .map(|q| q.text),
+            backup_codes_remaining: user.backup_codes.len(),
+        };
+        crate::http::json(StatusCode::OK, &view)
+    }
+}
+
+/// A presented challenge token: the account and challenge it names.
+pub struct PresentedChallenge {
+    pub user_id: String,
+    pub challenge_id: String,
+    digest: String,
+}
+
+pub fn challenge_expired() -> Problem {
+    Problem::new(
+        StatusCode::UNAUTHORIZED,
+        "mfa_token_expired",
+        "This sign-in has expired. Please log in again.",
+    )
+}
+
+impl PresentedChallenge {
+    pub fn parse(text: &Secret) -> Result<PresentedChallenge, Problem> {
+        let token = Token::parse(text.expose()).ok_or_else(challenge_expired)?;
+        let (user_id, challenge_id) = token.pair().ok_or_else(challenge_expired)?;
+        Ok(PresentedChallenge {
+            user_id: user_id.to_owned(),
+            challenge_id: challenge_id.to_owned(),
+            digest: token.digest(),
+        })
+    }
+
+    pub fn key(&self) -> crate::store::Key {
+        keys::mfa_challenge(&self.user_id, &self.challenge_id)
+    }
+
+    /// Whether the stored challenge is this one and still takes attempts.
+    pub fn usable(&self, stored: Option<&Item>) -> bool {
+        stored.is_some_and(|item| {
+            item.s(attr::TOKEN_HASH)
+                .is_some_and(|hash| crate::secret::digests_match(hash, &self.digest))
+                && item.n(attr::ATTEMPTS).unwrap_or(0) < CHALLENGE_ATTEMPTS
+        })
+    }
+
+    /// Spends the challenge: once, and only while it takes attempts.
+    pub fn spend(&self) -> Write {
+        Write::delete(self.key()).when(
+            Cond::eq(attr::TOKEN_HASH, self.digest.as_str())
+                .and(Cond::lt(attr::ATTEMPTS, CHALLENGE_ATTEMPTS)),
+        )
+    }
+
+    /// Counts a wrong code against the challenge.
+    pub fn count_attempt(&self) -> Write {
+        Write::update(self.key(), vec![Change::add(attr::ATTEMPTS, 1)])
+            .when(Cond::eq(attr::TOKEN_HASH, self.digest.as_str()))
+    }
 }

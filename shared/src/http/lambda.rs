@@ -11,7 +11,7 @@ use bytes::Bytes;
 use lambda_http::request::RequestContext;
 use lambda_http::{Body, RequestExt, service_fn};
 
-use super::router::{Function, dispatch};
+use super::router::{Function, KeysNeeded, dispatch};
 use super::{ApiRequest, MAX_BODY_BYTES};
 use crate::app::App;
 use crate::clock::SystemClock;
@@ -44,6 +44,11 @@ const SECRET_PARAMETERS: &[(&str, &str)] = &[
     (
         "JWT_PREVIOUS_SIGNING_KEY_PARAMETER",
         "JWT_PREVIOUS_SIGNING_KEY",
+    ),
+    ("TOTP_ENCRYPTION_KEY_PARAMETER", "TOTP_ENCRYPTION_KEY"),
+    (
+        "TOTP_PREVIOUS_ENCRYPTION_KEY_PARAMETER",
+        "TOTP_PREVIOUS_ENCRYPTION_KEY",
     ),
 ];
 
@@ -86,12 +91,13 @@ async fn secrets_from_ssm(sdk: &aws_config::SdkConfig) -> anyhow::Result<HashMap
 /// The production wiring: configuration from the environment (secrets from SSM),
 /// DynamoDB and SES clients from the AWS SDK's default chain.
 pub async fn app_from_environment(function: Function) -> anyhow::Result<App> {
-    app_from_environment_for(function.verifies_access_tokens()).await
+    app_from_environment_for(function.keys_needed()).await
 }
 
-/// [`app_from_environment`] for any function, HTTP or not (the scheduled cleanup):
-/// `needs_signing_key` refuses to start without the shared access-token signing key.
-pub async fn app_from_environment_for(needs_signing_key: bool) -> anyhow::Result<App> {
+/// [`app_from_environment`] for any function, HTTP or not (the scheduled cleanup): it
+/// refuses to start without the shared keys the function needs (keys generated per
+/// instance would differ between instances).
+pub async fn app_from_environment_for(needs: KeysNeeded) -> anyhow::Result<App> {
     let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
     let secrets = secrets_from_ssm(&sdk).await?;
     let config = Config::from_lookup(|name| {
@@ -100,10 +106,16 @@ pub async fn app_from_environment_for(needs_signing_key: bool) -> anyhow::Result
             .cloned()
             .or_else(|| std::env::var(name).ok())
     })?;
-    if needs_signing_key && config.jwt_signing_key.is_none() {
+    if needs.signing_key && config.jwt_signing_key.is_none() {
         anyhow::bail!(
             "set JWT_SIGNING_KEY_PARAMETER (an SSM SecureString holding a PKCS#8 PEM key): \
              every instance must sign with the same key"
+        );
+    }
+    if needs.totp_key && config.totp_encryption_key.is_none() {
+        anyhow::bail!(
+            "set TOTP_ENCRYPTION_KEY_PARAMETER (an SSM SecureString holding 32 random bytes \
+             in base64): every instance must decrypt with the same key"
         );
     }
     let clock = Arc::new(SystemClock);

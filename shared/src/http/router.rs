@@ -14,6 +14,7 @@ pub enum Function {
     Login,
     Reset,
     Account,
+    TwoFactor,
 }
 
 impl Function {
@@ -23,12 +24,33 @@ impl Function {
         Function::Login,
         Function::Reset,
         Function::Account,
+        Function::TwoFactor,
     ];
 
     /// Whether the function signs or checks access tokens, and so needs the shared
     /// signing key (the others never see it: least privilege).
     pub fn verifies_access_tokens(self) -> bool {
-        matches!(self, Function::Login | Function::Account)
+        matches!(
+            self,
+            Function::Login | Function::Account | Function::TwoFactor
+        )
+    }
+
+    /// Whether the function checks second factors, and so needs the key that decrypts
+    /// TOTP secrets.
+    pub fn decrypts_totp_secrets(self) -> bool {
+        matches!(
+            self,
+            Function::Login | Function::Reset | Function::TwoFactor
+        )
+    }
+
+    /// The shared keys the function cannot start without.
+    pub fn keys_needed(self) -> KeysNeeded {
+        KeysNeeded {
+            signing_key: self.verifies_access_tokens(),
+            totp_key: self.decrypts_totp_secrets(),
+        }
     }
 
     /// The function's binary (and directory) name.
@@ -39,8 +61,16 @@ impl Function {
             Function::Login => "login",
             Function::Reset => "reset",
             Function::Account => "account",
+            Function::TwoFactor => "two-factor",
         }
     }
+}
+
+/// The shared keys a function needs from configuration to start.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct KeysNeeded {
+    pub signing_key: bool,
+    pub totp_key: bool,
 }
 
 /// Every endpoint of the API.
@@ -67,6 +97,11 @@ pub enum Endpoint {
     SetSecurityQuestion,
     ForgotSecurityAnswer,
     ResetSecurityQuestion,
+    LoginMfa,
+    TotpSetup,
+    TotpConfirm,
+    TotpDisable,
+    BackupCodes,
 }
 
 /// One route: method, path pattern (`{name}` matches one segment) and endpoint.
@@ -151,6 +186,11 @@ pub const ROUTES: &[Route] = &[
         "/v1/security-question/reset",
         Endpoint::ResetSecurityQuestion,
     ),
+    route(Method::POST, "/v1/login/mfa", Endpoint::LoginMfa),
+    route(Method::POST, "/v1/2fa/totp/setup", Endpoint::TotpSetup),
+    route(Method::POST, "/v1/2fa/totp/confirm", Endpoint::TotpConfirm),
+    route(Method::DELETE, "/v1/2fa/totp", Endpoint::TotpDisable),
+    route(Method::POST, "/v1/2fa/backup-codes", Endpoint::BackupCodes),
 ];
 
 impl Endpoint {
@@ -159,9 +199,15 @@ impl Endpoint {
         match self {
             Endpoint::Signup | Endpoint::CorrectEmail | Endpoint::Health => Function::Signup,
             Endpoint::VerifyEmail | Endpoint::ResendVerification => Function::Verify,
-            Endpoint::Login | Endpoint::RefreshToken | Endpoint::Logout | Endpoint::Jwks => {
-                Function::Login
-            }
+            Endpoint::Login
+            | Endpoint::LoginMfa
+            | Endpoint::RefreshToken
+            | Endpoint::Logout
+            | Endpoint::Jwks => Function::Login,
+            Endpoint::TotpSetup
+            | Endpoint::TotpConfirm
+            | Endpoint::TotpDisable
+            | Endpoint::BackupCodes => Function::TwoFactor,
             Endpoint::Account
             | Endpoint::Sessions
             | Endpoint::RevokeSession
@@ -268,6 +314,11 @@ async fn handle(
         Endpoint::ResetSecurityQuestion => {
             crate::recovery::reset_security_question(app, request).await
         }
+        Endpoint::LoginMfa => crate::login::login_mfa(app, request).await,
+        Endpoint::TotpSetup => crate::two_factor::setup(app, request).await,
+        Endpoint::TotpConfirm => crate::two_factor::confirm(app, request).await,
+        Endpoint::TotpDisable => crate::two_factor::disable(app, request).await,
+        Endpoint::BackupCodes => crate::two_factor::regenerate_backup_codes(app, request).await,
     }
 }
 

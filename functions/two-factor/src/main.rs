@@ -1,0 +1,6 @@
+//! The `two-factor` Lambda function: enrolling and managing two-step verification.
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_http::Error> {
+    accounts::http::lambda::run(accounts::http::router::Function::TwoFactor).await
+}
