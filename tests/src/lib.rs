@@ -576,3 +576,81 @@ impl TestApp {
         self.post("/v1/security-question/reset", body).await
     }
 }
+
+/// Two-step verification routes.
+impl TestApp {
+    pub async fn login_mfa(&self, mfa_token: &str, method: &str, code: &str) -> reqwest::Response {
+        self.post(
+            "/v1/login/mfa",
+            &serde_json::json!({ "mfa_token": mfa_token, "method": method, "code": code }),
+        )
+        .await
+    }
+
+    pub async fn totp_setup(&self, access_token: &str) -> reqwest::Response {
+        self.authed(reqwest::Method::POST, "/v1/2fa/totp/setup", access_token)
+            .send()
+            .await
+            .expect("the request is sent")
+    }
+
+    pub async fn totp_confirm(&self, access_token: &str, code: &str) -> reqwest::Response {
+        self.authed(reqwest::Method::POST, "/v1/2fa/totp/confirm", access_token)
+            .json(&serde_json::json!({ "code": code }))
+            .send()
+            .await
+            .expect("the request is sent")
+    }
+
+    pub async fn totp_disable(&self, access_token: &str, body: &Value) -> reqwest::Response {
+        self.authed(reqwest::Method::DELETE, "/v1/2fa/totp", access_token)
+            .json(body)
+            .send()
+            .await
+            .expect("the request is sent")
+    }
+
+    pub async fn regenerate_backup_codes(
+        &self,
+        access_token: &str,
+        password: &str,
+    ) -> reqwest::Response {
+        self.authed(reqwest::Method::POST, "/v1/2fa/backup-codes", access_token)
+            .json(&serde_json::json!({ "current_password": password }))
+            .send()
+            .await
+            .expect("the request is sent")
+    }
+
+    /// The current code of a base32 TOTP secret at the app's clock (an independent
+    /// path: the RFC 6238 computation in `accounts::totp` is checked against pyotp).
+    pub fn totp_code(&self, base32_secret: &str, offset_steps: i64) -> String {
+        use accounts::clock::Clock;
+        let bytes = base32_decode(base32_secret).expect("a base32 secret");
+        let secret = accounts::totp::TotpSecret::from_bytes(&bytes).expect("a TOTP secret");
+        let at = self.clock.now() + offset_steps * accounts::totp::STEP_SECONDS;
+        accounts::totp::code_at(&secret, at)
+            .expect("a code")
+            .expose()
+            .to_owned()
+    }
+}
+
+/// RFC 4648 base32 (no padding), as authenticator apps read it.
+fn base32_decode(text: &str) -> Option<Vec<u8>> {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+    let mut bits: u64 = 0;
+    let mut count = 0;
+    let mut out = Vec::new();
+    for c in text.trim_end_matches('=').bytes() {
+        let value = ALPHABET.iter().position(|&a| a == c.to_ascii_uppercase())? as u64;
+        bits = (bits << 5) | value;
+        count += 5;
+        if count >= 8 {
+            count -= 8;
+            out.push((bits >> count) as u8);
+            bits &= (1 << count) - 1;
+        }
+    }
+    Some(out)
+}
