@@ -8,8 +8,8 @@ use serde::Serialize;
 use crate::app::App;
 use crate::history::{self, Entry};
 use crate::http::{ApiRequest, ApiResponse, Problem};
-use crate::records::{User, keys};
-use crate::session::{self, Principal, Session, authenticate, authenticate_with, unauthorized};
+use crate::records::keys;
+use crate::session::{self, Principal, Session, authenticate, unauthorized};
 use crate::store::{Cond, MAX_TRANSACTION_WRITES, Query, Write};
 
 #[derive(Serialize)]
@@ -33,13 +33,7 @@ struct AccountView {
 
 /// `GET /v1/account`: the session check and the account read share one round trip.
 pub async fn get_account(app: &App, request: &ApiRequest) -> Result<ApiResponse, Problem> {
-    let principal = session::bearer(app, request)?;
-    let (_, items) = authenticate_with(app, request, &[keys::user(&principal.user_id)]).await?;
-    let user = items
-        .first()
-        .map(User::from_item)
-        .transpose()?
-        .ok_or_else(unauthorized)?;
+    let (_, user, _) = session::signed_in(app, request, None).await?;
     let view = AccountView {
         id: user.id,
         email: user.email,

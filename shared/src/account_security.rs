@@ -6,7 +6,7 @@ use serde::Deserialize;
 
 use crate::account::end_sessions;
 use crate::app::App;
-use crate::http::{ApiRequest, ApiResponse, FieldError, Problem};
+use crate::http::{ApiRequest, ApiResponse, Problem};
 use crate::lockout;
 use crate::mail::messages::Message;
 use crate::notify::Occurrence;
@@ -16,27 +16,15 @@ use crate::recovery::{
     check_password, hash_answer, notify_question_changed, parse_answer, set_answer_write,
 };
 use crate::secret::Secret;
-use crate::session::{self, Principal, authenticate_with, unauthorized};
-use crate::store::{Change, Cond, Item, Key, MAX_TRANSACTION_WRITES, Write};
+use crate::session::{self, Principal};
+use crate::store::{Change, Cond, Item, MAX_TRANSACTION_WRITES, Write};
 
 /// The caller, their account and its back-off, read with the session check.
 pub async fn signed_in_user(
     app: &App,
     request: &ApiRequest,
 ) -> Result<(Principal, User, Option<Item>), Problem> {
-    let principal = session::bearer(app, request)?;
-    let (user_key, lockout_key) = (
-        keys::user(&principal.user_id),
-        keys::account_lockout(&principal.user_id),
-    );
-    let (principal, items) =
-        authenticate_with(app, request, &[user_key.clone(), lockout_key.clone()]).await?;
-    let find = |key: &Key| items.iter().find(|i| i.key().as_ref() == Some(key));
-    let user = find(&user_key)
-        .map(User::from_item)
-        .transpose()?
-        .ok_or_else(unauthorized)?;
-    Ok((principal, user, find(&lockout_key).cloned()))
+    session::signed_in(app, request, Some(keys::account_lockout)).await
 }
 
 fn default_true() -> bool {
@@ -64,22 +52,7 @@ pub async fn change_password(app: &App, request: &ApiRequest) -> Result<ApiRespo
         &body.current_password,
     )
     .await?;
-    let password = NewPassword::parse(
-        &body.new_password,
-        crate::email::EmailAddress::parse(&user.email).ok().as_ref(),
-        user.username
-            .as_deref()
-            .and_then(|u| crate::username::Username::parse(u).ok())
-            .as_ref(),
-    )
-    .map_err(|weaknesses| {
-        Problem::validation(
-            weaknesses
-                .iter()
-                .map(|w| FieldError::new("new_password", w.code()))
-                .collect(),
-        )
-    })?;
+    let password = NewPassword::for_account(&body.new_password, &user)?;
     let hash = app.passwords.hash(&password).await?;
     let mut writes = vec![
         // Another change since the read (a reset, say) wins; this one must not undo it.

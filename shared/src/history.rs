@@ -32,8 +32,7 @@ impl Outcome {
 
 /// The entry for one attempt, as a write to add to the attempt's other writes.
 pub fn entry(user_id: &str, client: &Client, now: i64, outcome: Outcome, method: &str) -> Write {
-    let unique = uuid::Uuid::new_v4().simple().to_string();
-    let key = keys::history(user_id, now, &unique[..8]);
+    let key = keys::history(user_id, now, &tie_breaker());
     Write::put(schema::index_expiry(
         Item::new(&key)
             .with(attr::AT, now)
@@ -43,6 +42,17 @@ pub fn entry(user_id: &str, client: &Client, now: i64, outcome: Outcome, method:
             .with(attr::METHOD, method)
             .with(EXPIRES_AT, now + RETENTION_SECONDS),
     ))
+}
+
+/// Orders entries written within one second: the machine's sub-second time, then a
+/// few random characters so that two writers never collide.
+fn tie_breaker() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    let random = uuid::Uuid::new_v4().simple().to_string();
+    format!("{nanos:020}{}", &random[..6])
 }
 
 /// One entry as the API shows it.

@@ -8,14 +8,14 @@ use serde::Deserialize;
 use crate::app::App;
 use crate::email::EmailAddress;
 use crate::history::{self, Outcome};
-use crate::http::{ApiRequest, ApiResponse, Problem};
+use crate::http::{ApiRequest, ApiResponse, Client, Problem};
 use crate::lockout;
 use crate::password::{PasswordHash, Verdict};
 use crate::rate_limit::RateLimit;
 use crate::records::{User, attr, keys};
 use crate::secret::Secret;
 use crate::session::NewSession;
-use crate::store::{Change, Cond, Item, Key, Write};
+use crate::store::{Change, Cond, Item, Key, Write, WriteError};
 use crate::two_step::{self, Challenge, Factor, PresentedChallenge};
 use crate::username::Username;
 
@@ -100,10 +100,11 @@ fn failures_per_ip(app: &App) -> RateLimit {
     )
 }
 
-/// The account a login attempt is about, and its back-off state.
+/// The account a login attempt is about, and the back-off counter it claimed.
 struct Attempt {
     user: Option<User>,
     lockout_key: Key,
+    /// The counter as the claim left it (its failures so far).
     lockout: Option<Item>,
 }
 
@@ -113,60 +114,72 @@ pub async fn login(app: &App, request: &ApiRequest) -> Result<ApiResponse, Probl
     let client = &request.client;
     let login = LoginId::parse(&body.login);
     let ip_limit = failures_per_ip(app);
-    let ip_window = ip_limit.window_key(&client.ip.to_string(), app.now());
+    let now = app.now();
+    let ip_window = ip_limit.window_key(&client.ip.to_string(), now);
 
-    // Round trip 1: the login's claim and this IP's failure count.
-    let mut first = vec![ip_window.clone()];
-    first.extend(login.as_ref().map(LoginId::claim_key));
-    let found = app.store.get_many(&first).await?;
-    let item = |key: &Key| found.iter().find(|i| i.key().as_ref() == Some(key));
-    let user_id = login
+    // Step 1, two calls in parallel: the login's claim, and this IP's attempt counter
+    // (counted before the attempt, so parallel attempts cannot slip under the cap; a
+    // success takes its count back).
+    let claim_read = async {
+        match &login {
+            Some(login) => app.store.get(&login.claim_key()).await,
+            None => Ok(None),
+        }
+    };
+    let (claim, ip_count) = tokio::join!(
+        claim_read,
+        app.store
+            .write(ip_limit.count_write(ip_window.clone(), now))
+    );
+    let user_id = claim?
         .as_ref()
-        .and_then(|l| item(&l.claim_key()))
         .and_then(|claim| claim.s(attr::USER_ID))
         .map(str::to_owned);
-
-    // Round trip 2: the account and its back-off, or the unknown login's back-off.
-    let attempt = load_attempt(app, login.as_ref(), user_id.as_deref(), &body.login).await?;
-
-    if let Some(retry_after) = ip_limit
-        .retry_after(item(&ip_window), app.now())
-        .or_else(|| lockout::retry_after(attempt.lockout.as_ref(), app.now()))
-    {
-        if let Some(user) = &attempt.user {
-            let entry = history::entry(
-                &user.id,
-                client,
-                app.now(),
-                Outcome::RateLimited,
-                "password",
-            );
-            app.store.write(entry).await.map_err(anyhow::Error::from)?;
-        }
+    let ip_count = ip_count.map_err(anyhow::Error::from)?;
+    if let Some(retry_after) = ip_limit.over_limit(ip_count.as_ref(), now) {
+        record_refusal(app, client, user_id.as_deref()).await?;
         return Err(LoginError::RateLimited(retry_after).into());
     }
+
+    // Step 2: the account, and a claim on the login's back-off counter.
+    let attempt = match start_attempt(app, login.as_ref(), user_id.as_deref(), &body.login).await? {
+        Ok(attempt) => attempt,
+        Err(retry_after) => {
+            record_refusal(app, client, user_id.as_deref()).await?;
+            return Err(LoginError::RateLimited(retry_after).into());
+        }
+    };
 
     let stored_hash = attempt.user.as_ref().map(|u| &u.password_hash);
     let verdict = app.passwords.verify(&body.password, stored_hash).await?;
     let (user, needs_rehash) = match (attempt.user, verdict) {
         (Some(user), Verdict::Right { needs_rehash }) => (user, needs_rehash),
         (user, _) => {
-            record_failure(app, request, user.as_ref(), attempt.lockout_key, ip_window).await?;
+            let failures = lockout::failures(attempt.lockout.as_ref());
+            record_failure(app, request, user.as_ref(), attempt.lockout_key, failures).await?;
             return Err(LoginError::InvalidCredentials.into());
         }
     };
+    // Step 3: every other outcome ends the claim and takes the IP's count back.
+    let mut writes = vec![ip_limit.uncount_write(ip_window)];
     if !user.email_verified {
+        writes.push(lockout::release(attempt.lockout_key, app.now()));
+        app.store
+            .transact(writes)
+            .await
+            .map_err(|e| anyhow::Error::from(e).context("ending a login attempt"))?;
         return Err(LoginError::EmailNotVerified.into());
     }
+    if needs_rehash {
+        writes.push(rehash(app, &user, &body.password).await?);
+    }
 
-    // Round trip 3 with two-step verification: a challenge instead of a session. The
-    // back-off is cleared only when the second factor passes too.
+    // With two-step verification: a challenge instead of a session. The back-off is
+    // cleared only when the second factor passes too.
     if !two_step::methods(&user).is_empty() {
         let challenge = Challenge::start(app, &user, body.remember_me)?;
-        let mut writes = vec![challenge.write()];
-        if needs_rehash {
-            writes.push(rehash(app, &user, &body.password).await?);
-        }
+        writes.push(challenge.write());
+        writes.push(lockout::release(attempt.lockout_key, app.now()));
         app.store
             .transact(writes)
             .await
@@ -174,17 +187,13 @@ pub async fn login(app: &App, request: &ApiRequest) -> Result<ApiResponse, Probl
         return Ok(challenge.response(&user));
     }
 
-    // Round trip 3: the session, the history entry, the cleared back-off (and a
-    // stronger hash) in one transaction.
+    // The session, the history entry and the cleared back-off in one transaction.
     let session = NewSession::start(app, &user.id, client, body.remember_me)?;
-    let mut writes = vec![
+    writes.extend([
         session.write(),
         history::entry(&user.id, client, app.now(), Outcome::Success, "password"),
         lockout::clear(attempt.lockout_key),
-    ];
-    if needs_rehash {
-        writes.push(rehash(app, &user, &body.password).await?);
-    }
+    ]);
     app.store
         .transact(writes)
         .await
@@ -192,53 +201,82 @@ pub async fn login(app: &App, request: &ApiRequest) -> Result<ApiResponse, Probl
     Ok(session.tokens(app)?.response())
 }
 
-async fn load_attempt(
+/// A refused attempt on an existing account is recorded in its history.
+async fn record_refusal(app: &App, client: &Client, user_id: Option<&str>) -> anyhow::Result<()> {
+    if let Some(user_id) = user_id {
+        let entry = history::entry(user_id, client, app.now(), Outcome::RateLimited, "password");
+        app.store.write(entry).await?;
+    }
+    Ok(())
+}
+
+/// The back-off counter of a login. A known email shares the account's counter (with
+/// wrong codes and signed-in password checks); a username has its own, so a public
+/// username cannot be locked to probe which email belongs to it; an unknown login has
+/// its own too, and locks exactly like a known one.
+fn lockout_key(login: Option<&LoginId>, user_id: Option<&str>, typed: &str) -> Key {
+    match (login, user_id) {
+        (Some(LoginId::Email(_)), Some(user_id)) => keys::account_lockout(user_id),
+        (Some(login), _) => keys::login_lockout(login.canonical()),
+        (None, _) => keys::login_lockout(
+            &typed
+                .trim()
+                .to_lowercase()
+                .chars()
+                .take(320)
+                .collect::<String>(),
+        ),
+    }
+}
+
+/// Reads the account and claims the login's back-off counter, in parallel. `Err` is
+/// the wait when the login is locked.
+async fn start_attempt(
     app: &App,
     login: Option<&LoginId>,
     user_id: Option<&str>,
     typed: &str,
-) -> anyhow::Result<Attempt> {
-    match user_id {
-        Some(user_id) => {
-            let (user_key, lockout_key) = (keys::user(user_id), keys::account_lockout(user_id));
-            let items = app
-                .store
-                .get_many(&[user_key.clone(), lockout_key.clone()])
-                .await?;
-            let find = |key: &Key| {
-                items
-                    .iter()
-                    .find(|i| i.key().as_ref() == Some(key))
-                    .cloned()
+) -> anyhow::Result<Result<Attempt, u64>> {
+    let lockout_key = lockout_key(login, user_id, typed);
+    let user_read = async {
+        match user_id {
+            Some(user_id) => crate::accounts::find_by_id(app, user_id).await,
+            None => Ok(None),
+        }
+    };
+    let now = app.now();
+    let (user, claimed) = tokio::join!(
+        user_read,
+        app.store.write(lockout::claim(lockout_key.clone(), now))
+    );
+    let lockout = match claimed {
+        Ok(item) => item,
+        // Locked after failures: wait out the back-off. Held by an attempt in flight:
+        // its outcome is a moment away.
+        Err(WriteError::ConditionFailed { current }) => {
+            let wait = match lockout::failures(current.as_ref()) < lockout::FREE_FAILURES {
+                true => 1,
+                false => lockout::retry_after(current.as_ref(), now).unwrap_or(1),
             };
-            Ok(Attempt {
-                user: find(&user_key).map(|i| User::from_item(&i)).transpose()?,
-                lockout: find(&lockout_key),
-                lockout_key,
-            })
+            return Ok(Err(wait));
         }
-        None => {
-            // Unknown logins lock like known ones, keyed by what identifies them.
-            let canonical =
-                login.map_or_else(|| typed.trim().to_lowercase(), |l| l.canonical().to_owned());
-            let lockout_key = keys::login_lockout(&canonical.chars().take(320).collect::<String>());
-            Ok(Attempt {
-                user: None,
-                lockout: app.store.get(&lockout_key).await?,
-                lockout_key,
-            })
-        }
-    }
+        Err(WriteError::Unexpected(e)) => return Err(e.context("claiming a login attempt")),
+    };
+    Ok(Ok(Attempt {
+        user: user?,
+        lockout_key,
+        lockout,
+    }))
 }
 
-/// Counts a failed attempt against the login and the IP, and records it in the
-/// account's history, in parallel: one sequential step.
+/// Counts a failed attempt against the login and records it in the account's history,
+/// in parallel: one sequential step.
 async fn record_failure(
     app: &App,
     request: &ApiRequest,
     user: Option<&User>,
     lockout_key: Key,
-    ip_window: Key,
+    failures_before: i64,
 ) -> anyhow::Result<()> {
     let now = app.now();
     let history = async {
@@ -256,14 +294,12 @@ async fn record_failure(
             None => Ok(()),
         }
     };
-    let (lockout, ip, history) = tokio::join!(
-        app.store.write(lockout::record_failure(lockout_key, now)),
+    let (lockout, history) = tokio::join!(
         app.store
-            .write(failures_per_ip(app).count_write(ip_window, now)),
+            .write(lockout::record_failure(lockout_key, failures_before, now)),
         history,
     );
     lockout.map_err(anyhow::Error::from)?;
-    ip.map_err(anyhow::Error::from)?;
     history.map_err(anyhow::Error::from)?;
     Ok(())
 }
@@ -303,13 +339,13 @@ pub async fn login_mfa(app: &App, request: &ApiRequest) -> Result<ApiResponse, P
         .await?;
     let find = |key: &Key| items.iter().find(|i| i.key().as_ref() == Some(key));
     let challenge = find(&challenge_key);
-    if !presented.usable(challenge) {
-        return Err(two_step::challenge_expired());
-    }
     let user = find(&user_key)
         .map(User::from_item)
         .transpose()?
         .ok_or_else(two_step::challenge_expired)?;
+    if !presented.usable(challenge, &user) {
+        return Err(two_step::challenge_expired());
+    }
     let client = &request.client;
     if let Some(seconds) = lockout::retry_after(find(&lockout_key), app.now()) {
         let entry = history::entry(
@@ -330,7 +366,7 @@ pub async fn login_mfa(app: &App, request: &ApiRequest) -> Result<ApiResponse, P
     let Some(spend) = two_step::verify_factor(app, &user, factor, &body.code).await? else {
         let (attempt, wrong) = tokio::join!(
             app.store.write(presented.count_attempt()),
-            two_step::record_wrong_factor(app, client, &user.id, factor),
+            two_step::record_wrong_factor(app, client, &user.id, factor, find(&lockout_key)),
         );
         // A challenge that vanished meanwhile is no error here: the code was wrong.
         if let Err(crate::store::WriteError::Unexpected(e)) = attempt {
@@ -345,7 +381,13 @@ pub async fn login_mfa(app: &App, request: &ApiRequest) -> Result<ApiResponse, P
     let session = NewSession::start(app, &user.id, client, remember_me)?;
     let mut writes = vec![presented.spend()];
     let spent_code = factor == Factor::BackupCode;
-    writes.extend(spend.account_update(&user.id, Vec::new(), Cond::ItemExists));
+    // The password must still be the one the challenge was started with.
+    let same_password = Cond::eq(attr::PASSWORD_HASH, user.password_hash.0.as_str());
+    writes.push(
+        spend
+            .account_update(&user.id, Vec::new(), same_password.clone())
+            .unwrap_or_else(|| Write::check(keys::user(&user.id), same_password)),
+    );
     writes.extend([
         session.write(),
         history::entry(&user.id, client, app.now(), Outcome::Success, factor.name()),
@@ -353,8 +395,20 @@ pub async fn login_mfa(app: &App, request: &ApiRequest) -> Result<ApiResponse, P
     ]);
     app.store.transact(writes).await.map_err(|e| match e {
         e if e.failed_at(0).is_some() => two_step::challenge_expired(),
-        // The factor was spent by a concurrent request: a replay.
-        e if e.failed_at(1).is_some() => two_step::invalid_code(),
+        // The password changed meanwhile, or the factor was spent by a concurrent
+        // request (a replay).
+        e if e.failed_at(1).is_some() => {
+            let changed = e
+                .failed_at(1)
+                .and_then(|f| f.current.as_ref())
+                .is_none_or(|item| {
+                    item.s(attr::PASSWORD_HASH) != Some(user.password_hash.0.as_str())
+                });
+            match changed {
+                true => two_step::challenge_expired(),
+                false => two_step::invalid_code(),
+            }
+        }
         e => Problem::from(anyhow::Error::from(e).context("completing a two-step login")),
     })?;
     let remaining = user.backup_codes.len() - usize::from(spent_code);

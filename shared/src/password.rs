@@ -86,6 +86,29 @@ impl NewPassword {
     }
 }
 
+impl NewPassword {
+    /// A replacement password for an existing account (`new_password` in a reset or a
+    /// change), checked against the account's own email and username.
+    pub fn for_account(
+        input: &Secret,
+        user: &crate::records::User,
+    ) -> Result<NewPassword, crate::http::Problem> {
+        let email = EmailAddress::parse(&user.email).ok();
+        let username = user
+            .username
+            .as_deref()
+            .and_then(|u| Username::parse(u).ok());
+        NewPassword::parse(input, email.as_ref(), username.as_ref()).map_err(|weaknesses| {
+            crate::http::Problem::validation(
+                weaknesses
+                    .iter()
+                    .map(|w| crate::http::FieldError::new("new_password", w.code()))
+                    .collect(),
+            )
+        })
+    }
+}
+
 fn is_common(lowercase: &str) -> bool {
     COMMON_SORTED.binary_search(&lowercase).is_ok()
 }

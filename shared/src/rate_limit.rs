@@ -1,6 +1,10 @@
 //! Fixed-window rate limits kept in the store, so every function instance shares them.
 
+use anyhow::Context;
+
+use crate::app::App;
 use crate::clock::Clock;
+use crate::http::{Client, Problem};
 use crate::records::{attr, keys};
 use crate::store::{Change, EXPIRES_AT, Item, Key, Store, Write};
 
@@ -49,11 +53,38 @@ impl RateLimit {
         )
     }
 
+    /// Takes one event back (an attempt counted up front turned out not to be a
+    /// failure).
+    pub fn uncount_write(&self, window: Key) -> Write {
+        Write::update(window, vec![Change::add(attr::COUNT, -1)])
+    }
+
+    /// Seconds to wait when a counter that includes the current event is over the
+    /// limit.
+    pub fn over_limit(&self, window: Option<&Item>, now: i64) -> Option<u64> {
+        let count = window.and_then(|item| item.n(attr::COUNT)).unwrap_or(0);
+        (count > i64::from(self.max))
+            .then(|| u64::try_from(self.window_end(now) - now).unwrap_or(1))
+    }
+
     /// Seconds to wait when a window's counter has reached the limit.
     pub fn retry_after(&self, window: Option<&Item>, now: i64) -> Option<u64> {
         let count = window.and_then(|item| item.n(attr::COUNT)).unwrap_or(0);
         (count >= i64::from(self.max))
             .then(|| u64::try_from(self.window_end(now) - now).unwrap_or(1))
+    }
+
+    /// Counts a request against its client IP's share of the limit: `429` with
+    /// `Retry-After` once the IP is over it.
+    pub async fn check_ip(&self, app: &App, client: &Client) -> Result<(), Problem> {
+        self.hit(
+            app.store.as_ref(),
+            app.clock.as_ref(),
+            &client.ip.to_string(),
+        )
+        .await
+        .with_context(|| format!("counting a {} request against its IP's limit", self.scope))?
+        .map_err(|limited| Problem::rate_limited(limited.retry_after))
     }
 
     /// Counts one event for `subject` and says whether it is within the limit.

@@ -30,6 +30,7 @@ pub mod attr {
     pub const NOTICE_SENT_AT: &str = "notice_sent_at";
     pub const COUNT: &str = "count";
     pub const FAILURES: &str = "failures";
+    pub const LOCKED_UNTIL: &str = "locked_until";
     pub const LAST_FAILURE_AT: &str = "last_failure_at";
     pub const SESSION_ID: &str = "session_id";
     pub const LAST_SEEN_AT: &str = "last_seen_at";
@@ -37,7 +38,7 @@ pub mod attr {
     pub const USER_AGENT: &str = "user_agent";
     pub const REMEMBER_ME: &str = "remember_me";
     pub const REFRESH_HASH: &str = "refresh_hash";
-    pub const PREVIOUS_REFRESH_HASH: &str = "previous_refresh_hash";
+    pub const REFRESH_GENERATION: &str = "refresh_generation";
     pub const AT: &str = "at";
     pub const OUTCOME: &str = "outcome";
     pub const METHOD: &str = "method";
@@ -49,6 +50,7 @@ pub mod attr {
     pub const TOTP_ENABLED_AT: &str = "totp_enabled_at";
     pub const BACKUP_CODES: &str = "backup_codes";
     pub const ATTEMPTS: &str = "attempts";
+    pub const PASSWORD_DIGEST: &str = "password_digest";
 }
 
 /// Item keys.

@@ -50,15 +50,7 @@ pub async fn forgot_security_answer(
 async fn forgot(app: &App, request: &ApiRequest, purpose: Purpose) -> Result<ApiResponse, Problem> {
     let body: ForgotRequest = request.json()?;
     let limit = RateLimit::per_hour("forgot", app.config.limits.recoveries_per_ip_per_hour);
-    limit
-        .hit(
-            app.store.as_ref(),
-            app.clock.as_ref(),
-            &request.client.ip.to_string(),
-        )
-        .await
-        .context("counting a recovery request against its IP's limit")?
-        .map_err(|limited| Problem::rate_limited(limited.retry_after))?;
+    limit.check_ip(app, &request.client).await?;
     let login = LoginId::parse(&body.login);
     app.with_floor(async {
         let Some(login) = login else {
@@ -131,22 +123,7 @@ pub async fn reset_password(app: &App, request: &ApiRequest) -> Result<ApiRespon
         user,
         lockout,
     } = load_redemption(app, &body.token, Purpose::PasswordReset).await?;
-    let password = NewPassword::parse(
-        &body.new_password,
-        crate::email::EmailAddress::parse(&user.email).ok().as_ref(),
-        user.username
-            .as_deref()
-            .and_then(|u| crate::username::Username::parse(u).ok())
-            .as_ref(),
-    )
-    .map_err(|weaknesses| {
-        Problem::validation(
-            weaknesses
-                .iter()
-                .map(|w| FieldError::new("new_password", w.code()))
-                .collect(),
-        )
-    })?;
+    let password = NewPassword::for_account(&body.new_password, &user)?;
     // A mailbox alone must not take over an account with two-step verification.
     let factor =
         two_step::require_for_reset(app, request, &user, lockout.as_ref(), body.mfa).await?;
@@ -170,6 +147,9 @@ pub async fn reset_password(app: &App, request: &ApiRequest) -> Result<ApiRespon
         Write::delete(keys::verification(&user.id)),
         lockout::clear(keys::account_lockout(&user.id)),
     ]);
+    if let Some(username) = &user.username_canonical {
+        writes.push(lockout::clear(keys::login_lockout(username)));
+    }
     let mut sessions = session::end_all_writes(app, &user.id, None).await?;
     let room = MAX_TRANSACTION_WRITES.saturating_sub(writes.len());
     writes.extend(sessions.drain(..room.min(sessions.len())));
@@ -258,6 +238,7 @@ pub async fn check_password(
             let (failure, entry) = tokio::join!(
                 app.store.write(lockout::record_failure(
                     keys::account_lockout(&user.id),
+                    lockout::failures(lockout),
                     now
                 )),
                 app.store.write(history::entry(

@@ -88,8 +88,8 @@ pub struct Token {
 
 /// Separates the selector from the verifier in a token's text.
 const TOKEN_SEPARATOR: char = '.';
-/// Joins two ids in a selector (ids are UUIDs, which never contain it).
-const PAIR_JOIN: char = '_';
+/// Joins the parts of a selector (ids are UUIDs, which never contain it).
+const PART_JOIN: char = '_';
 
 impl Token {
     /// A fresh token for the record named by `selector` (which must not contain '.').
@@ -124,18 +124,19 @@ impl Token {
         &self.selector
     }
 
-    /// A token whose selector names two ids (an account and one of its records).
-    pub fn for_pair(first: &str, second: &str) -> anyhow::Result<Token> {
+    /// A token whose selector names several parts (an account, one of its records, a
+    /// generation).
+    pub fn for_parts(parts: &[&str]) -> anyhow::Result<Token> {
         anyhow::ensure!(
-            !first.contains(PAIR_JOIN) && !second.contains(PAIR_JOIN),
-            "ids in a token selector cannot contain '{PAIR_JOIN}'"
+            parts.iter().all(|part| !part.contains(PART_JOIN)),
+            "parts of a token selector cannot contain '{PART_JOIN}'"
         );
-        Token::generate(&format!("{first}{PAIR_JOIN}{second}"))
+        Token::generate(&parts.join(&PART_JOIN.to_string()))
     }
 
-    /// The two ids of a [`Token::for_pair`] selector.
-    pub fn pair(&self) -> Option<(&str, &str)> {
-        self.selector.split_once(PAIR_JOIN)
+    /// The parts of a [`Token::for_parts`] selector.
+    pub fn parts(&self) -> Vec<&str> {
+        self.selector.split(PART_JOIN).collect()
     }
 
     /// What the store keeps: the SHA-256 of the verifier, bound to the selector.

@@ -95,7 +95,7 @@ impl NewSession {
         } else {
             limits.session
         };
-        let refresh = Token::for_pair(user_id, &id)?;
+        let refresh = refresh_token(user_id, &id, 0)?;
         Ok(NewSession {
             session: Session {
                 id,
@@ -124,6 +124,7 @@ impl NewSession {
                 .with(attr::USER_AGENT, s.user_agent.as_str())
                 .with(attr::REMEMBER_ME, s.remember_me)
                 .with(attr::REFRESH_HASH, self.refresh.digest())
+                .with(attr::REFRESH_GENERATION, 0)
                 .with(EXPIRES_AT, s.expires_at),
         ))
         .when(Cond::ItemAbsent)
@@ -150,12 +151,37 @@ fn issue(app: &App, session: &Session, refresh: &Token) -> anyhow::Result<TokenP
     })
 }
 
-/// The account and session a refresh token names, if its text can be one of ours.
-fn parse_refresh(text: &Secret) -> Option<(Token, String, String)> {
-    let token = Token::parse(text.expose())?;
-    let (user_id, session_id) = token.pair()?;
-    let (user_id, session_id) = (user_id.to_owned(), session_id.to_owned());
-    Some((token, user_id, session_id))
+/// A refresh token of a session's `generation`: each rotation issues the next one, so
+/// a token of an earlier generation is one that was already spent.
+fn refresh_token(user_id: &str, session_id: &str, generation: i64) -> anyhow::Result<Token> {
+    Token::for_parts(&[user_id, session_id, &generation.to_string()])
+}
+
+/// A presented refresh token: the session it names and its generation.
+struct PresentedRefresh {
+    digest: String,
+    user_id: String,
+    session_id: String,
+    generation: i64,
+}
+
+impl PresentedRefresh {
+    fn parse(text: &Secret) -> Option<PresentedRefresh> {
+        let token = Token::parse(text.expose())?;
+        let [user_id, session_id, generation] = token.parts()[..] else {
+            return None;
+        };
+        Some(PresentedRefresh {
+            user_id: user_id.to_owned(),
+            session_id: session_id.to_owned(),
+            generation: generation.parse().ok()?,
+            digest: token.digest(),
+        })
+    }
+
+    fn key(&self) -> Key {
+        keys::session(&self.user_id, &self.session_id)
+    }
 }
 
 fn invalid_token() -> Problem {
@@ -173,15 +199,18 @@ struct RefreshRequest {
 }
 
 /// `POST /v1/token/refresh`: rotates the refresh token in one conditional write. A
-/// spent token presented again ends the whole session: someone holds a copy.
+/// spent token (of any earlier generation) presented again ends the whole session:
+/// someone holds a copy.
 pub async fn refresh(app: &App, request: &ApiRequest) -> Result<ApiResponse, Problem> {
     let body: RefreshRequest = request.json()?;
-    let (presented, user_id, session_id) =
-        parse_refresh(&body.refresh_token).ok_or_else(invalid_token)?;
-    let digest = presented.digest();
-    let next = Token::generate(presented.selector())?;
+    let presented = PresentedRefresh::parse(&body.refresh_token).ok_or_else(invalid_token)?;
+    let next = refresh_token(
+        &presented.user_id,
+        &presented.session_id,
+        presented.generation + 1,
+    )?;
     let now = app.now();
-    let key = keys::session(&user_id, &session_id);
+    let key = presented.key();
     let rotated = app
         .store
         .write(
@@ -189,12 +218,14 @@ pub async fn refresh(app: &App, request: &ApiRequest) -> Result<ApiResponse, Pro
                 key.clone(),
                 vec![
                     Change::set(attr::REFRESH_HASH, next.digest()),
-                    Change::set(attr::PREVIOUS_REFRESH_HASH, digest.as_str()),
+                    Change::set(attr::REFRESH_GENERATION, presented.generation + 1),
                     Change::set(attr::LAST_SEEN_AT, now),
                 ],
             )
             .when(
-                alive(&app.config.sessions, now).and(Cond::eq(attr::REFRESH_HASH, digest.as_str())),
+                alive(&app.config.sessions, now)
+                    .and(Cond::eq(attr::REFRESH_HASH, presented.digest.as_str()))
+                    .and(Cond::eq(attr::REFRESH_GENERATION, presented.generation)),
             ),
         )
         .await;
@@ -208,10 +239,12 @@ pub async fn refresh(app: &App, request: &ApiRequest) -> Result<ApiResponse, Pro
         Err(WriteError::ConditionFailed { current }) => {
             let reused = current.is_some_and(|item| {
                 !item.is_expired(now)
-                    && item.s(attr::PREVIOUS_REFRESH_HASH) == Some(digest.as_str())
+                    && item
+                        .n(attr::REFRESH_GENERATION)
+                        .is_some_and(|current| current > presented.generation)
             });
             if reused {
-                tracing::warn!(session = %session_id, "a spent refresh token was presented; ending the session");
+                tracing::warn!(session = %presented.session_id, "a spent refresh token was presented; ending the session");
                 end_session(app, key).await?;
             }
             Err(invalid_token())
@@ -234,17 +267,17 @@ struct LogoutRequest {
     refresh_token: Secret,
 }
 
-/// `POST /v1/logout`: ends the session the refresh token belongs to (its current or
-/// its just-spent token). Always `204`: logging out twice is not an error.
+/// `POST /v1/logout`: ends the session the refresh token belongs to (its current token,
+/// or a spent one, which would end it anyway). Always `204`: logging out twice is not
+/// an error.
 pub async fn logout(app: &App, request: &ApiRequest) -> Result<ApiResponse, Problem> {
     let body: LogoutRequest = request.json()?;
-    if let Some((token, user_id, session_id)) = parse_refresh(&body.refresh_token) {
-        let digest = token.digest();
-        let owns = Cond::eq(attr::REFRESH_HASH, digest.as_str())
-            .or(Cond::eq(attr::PREVIOUS_REFRESH_HASH, digest.as_str()));
+    if let Some(presented) = PresentedRefresh::parse(&body.refresh_token) {
+        let owns = Cond::eq(attr::REFRESH_HASH, presented.digest.as_str())
+            .or(Cond::gt(attr::REFRESH_GENERATION, presented.generation));
         match app
             .store
-            .write(Write::delete(keys::session(&user_id, &session_id)).when(owns))
+            .write(Write::delete(presented.key()).when(owns))
             .await
         {
             Ok(_) | Err(WriteError::ConditionFailed { .. }) => {}
@@ -355,6 +388,29 @@ pub async fn authenticate_with(
         return Err(unauthorized());
     }
     Ok((principal, items))
+}
+
+/// The caller and their account, read with the session check in one round trip, plus
+/// one more item of the account when `extra` names one (its back-off, a pending
+/// setup): `extra(user_id)` builds its key.
+pub async fn signed_in(
+    app: &App,
+    request: &ApiRequest,
+    extra: Option<fn(&str) -> Key>,
+) -> Result<(Principal, crate::records::User, Option<Item>), Problem> {
+    let principal = bearer(app, request)?;
+    let user_key = keys::user(&principal.user_id);
+    let extra_key = extra.map(|key_of| key_of(&principal.user_id));
+    let mut wanted = vec![user_key.clone()];
+    wanted.extend(extra_key.clone());
+    let (principal, items) = authenticate_with(app, request, &wanted).await?;
+    let find = |key: &Key| items.iter().find(|i| i.key().as_ref() == Some(key));
+    let user = find(&user_key)
+        .map(crate::records::User::from_item)
+        .transpose()?
+        .ok_or_else(unauthorized)?;
+    let extra_item = extra_key.as_ref().and_then(|key| find(key).cloned());
+    Ok((principal, user, extra_item))
 }
 
 /// Authenticates a request: the token is valid and its session still exists.

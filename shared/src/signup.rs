@@ -10,7 +10,7 @@ use crate::email::EmailAddress;
 use crate::http::{ApiRequest, ApiResponse, FieldError, Problem};
 use crate::mail::messages::Message;
 use crate::password::{NewPassword, Verdict};
-use crate::rate_limit::{RateLimit, RateLimited};
+use crate::rate_limit::RateLimit;
 use crate::records::{self, AccountType, User, attr, keys};
 use crate::secret::Secret;
 use crate::store::{Change, Cond, TransactError, Write};
@@ -48,8 +48,6 @@ pub enum SignupError {
     #[error("the username is taken")]
     UsernameTaken,
     #[error(transparent)]
-    RateLimited(#[from] RateLimited),
-    #[error(transparent)]
     Unexpected(#[from] anyhow::Error),
 }
 
@@ -62,7 +60,6 @@ impl From<SignupError> for Problem {
                 "username_taken",
                 "That username is taken. Please choose another.",
             ),
-            SignupError::RateLimited(limited) => Problem::rate_limited(limited.retry_after),
             SignupError::Unexpected(e) => Problem::internal(&e),
         }
     }
@@ -76,15 +73,7 @@ fn signup_limit(app: &App) -> RateLimit {
 pub async fn signup(app: &App, request: &ApiRequest) -> Result<ApiResponse, Problem> {
     let body: SignupRequest = request.json()?;
     let account = parse_signup(body).map_err(SignupError::Invalid)?;
-    signup_limit(app)
-        .hit(
-            app.store.as_ref(),
-            app.clock.as_ref(),
-            &request.client.ip.to_string(),
-        )
-        .await
-        .context("counting a signup against its IP's limit")?
-        .map_err(SignupError::from)?;
+    signup_limit(app).check_ip(app, &request.client).await?;
     app.with_floor(create_account(app, account)).await?;
     Ok(verification_sent())
 }
@@ -256,15 +245,7 @@ pub async fn correct_email(app: &App, request: &ApiRequest) -> Result<ApiRespons
     let (Some(old), Some(new)) = (old, new) else {
         return Err(SignupError::Invalid(errors).into());
     };
-    signup_limit(app)
-        .hit(
-            app.store.as_ref(),
-            app.clock.as_ref(),
-            &request.client.ip.to_string(),
-        )
-        .await
-        .context("counting an email correction against its IP's limit")?
-        .map_err(SignupError::from)?;
+    signup_limit(app).check_ip(app, &request.client).await?;
     app.with_floor(move_unverified_account(app, &old, &body.password, &new))
         .await?;
     Ok(verification_sent())

@@ -14,8 +14,8 @@ use crate::notify::Occurrence;
 use crate::records::{User, attr, keys};
 use crate::recovery::check_password;
 use crate::secret::Secret;
-use crate::session::{authenticate_with, bearer, unauthorized};
-use crate::store::{Change, Cond, EXPIRES_AT, Item, Key, Value, Write, WriteError};
+use crate::session::signed_in;
+use crate::store::{Change, Cond, EXPIRES_AT, Item, Value, Write, WriteError};
 use crate::totp::{self, TotpSecret};
 use crate::two_step::{self, Factor};
 
@@ -52,13 +52,7 @@ struct SetupView {
 
 /// `POST /v1/2fa/totp/setup`: a pending secret, valid 10 minutes until confirmed.
 pub async fn setup(app: &App, request: &ApiRequest) -> Result<ApiResponse, Problem> {
-    let principal = bearer(app, request)?;
-    let (_, items) = authenticate_with(app, request, &[keys::user(&principal.user_id)]).await?;
-    let user = items
-        .first()
-        .map(User::from_item)
-        .transpose()?
-        .ok_or_else(unauthorized)?;
+    let (_, user, _) = signed_in(app, request, None).await?;
     if user.totp.is_some() {
         return Err(already_enabled());
     }
@@ -97,18 +91,8 @@ struct BackupCodesView {
 /// backup codes, shown this once. The confirming code's time step is marked used.
 pub async fn confirm(app: &App, request: &ApiRequest) -> Result<ApiResponse, Problem> {
     let body: ConfirmRequest = request.json()?;
-    let principal = bearer(app, request)?;
-    let (user_key, pending_key) = (
-        keys::user(&principal.user_id),
-        keys::totp_pending(&principal.user_id),
-    );
-    let (_, items) =
-        authenticate_with(app, request, &[user_key.clone(), pending_key.clone()]).await?;
-    let find = |key: &Key| items.iter().find(|i| i.key().as_ref() == Some(key));
-    let user = find(&user_key)
-        .map(User::from_item)
-        .transpose()?
-        .ok_or_else(unauthorized)?;
+    let (_, user, pending) = signed_in(app, request, Some(keys::totp_pending)).await?;
+    let (user_key, pending_key) = (keys::user(&user.id), keys::totp_pending(&user.id));
     if user.totp.is_some() {
         return Err(already_enabled());
     }
@@ -118,7 +102,7 @@ pub async fn confirm(app: &App, request: &ApiRequest) -> Result<ApiResponse, Pro
             "No authenticator setup is waiting: start again.",
         )
     };
-    let pending = find(&pending_key)
+    let pending = pending
         .filter(|p| p.n(attr::ATTEMPTS).unwrap_or(0) < SETUP_ATTEMPTS)
         .ok_or_else(setup_expired)?;
     let encrypted = pending.s(attr::TOTP_SECRET).ok_or_else(setup_expired)?;
@@ -192,25 +176,30 @@ fn factor_of(code: &Secret) -> Factor {
     }
 }
 
-/// `DELETE /v1/2fa/totp`: the password and a valid code turn two-step verification off
-/// (the backup codes go with it).
-pub async fn disable(app: &App, request: &ApiRequest) -> Result<ApiResponse, Problem> {
-    let body: DisableRequest = request.json()?;
+/// The signed-in owner of an account with two-step verification, once their password
+/// checked out (under the login back-off).
+async fn two_step_owner(
+    app: &App,
+    request: &ApiRequest,
+    password: &Secret,
+) -> Result<(User, Option<Item>), Problem> {
     let (_, user, lockout) = signed_in_user(app, request).await?;
     if user.totp.is_none() {
         return Err(not_enabled());
     }
-    check_password(
-        app,
-        request,
-        &user,
-        lockout.as_ref(),
-        &body.current_password,
-    )
-    .await?;
+    check_password(app, request, &user, lockout.as_ref(), password).await?;
+    Ok((user, lockout))
+}
+
+/// `DELETE /v1/2fa/totp`: the password and a valid code turn two-step verification off
+/// (the backup codes go with it).
+pub async fn disable(app: &App, request: &ApiRequest) -> Result<ApiResponse, Problem> {
+    let body: DisableRequest = request.json()?;
+    let (user, lockout) = two_step_owner(app, request, &body.current_password).await?;
     let factor = factor_of(&body.code);
     let Some(spend) = two_step::verify_factor(app, &user, factor, &body.code).await? else {
-        two_step::record_wrong_factor(app, &request.client, &user.id, factor).await?;
+        two_step::record_wrong_factor(app, &request.client, &user.id, factor, lockout.as_ref())
+            .await?;
         return Err(two_step::invalid_code());
     };
     // The spend's changes touch attributes removed here; only its condition matters.
@@ -260,18 +249,7 @@ pub async fn regenerate_backup_codes(
     request: &ApiRequest,
 ) -> Result<ApiResponse, Problem> {
     let body: RegenerateRequest = request.json()?;
-    let (_, user, lockout) = signed_in_user(app, request).await?;
-    if user.totp.is_none() {
-        return Err(not_enabled());
-    }
-    check_password(
-        app,
-        request,
-        &user,
-        lockout.as_ref(),
-        &body.current_password,
-    )
-    .await?;
+    let (user, _) = two_step_owner(app, request, &body.current_password).await?;
     let codes = BackupCodeSet::generate()?;
     app.store
         .write(

@@ -163,11 +163,16 @@ pub async fn record_wrong_factor(
     client: &Client,
     user_id: &str,
     factor: Factor,
+    lockout_item: Option<&Item>,
 ) -> anyhow::Result<()> {
     let now = app.now();
+    let failures = lockout::failures(lockout_item);
     let (failure, entry) = tokio::join!(
-        app.store
-            .write(lockout::record_failure(keys::account_lockout(user_id), now)),
+        app.store.write(lockout::record_failure(
+            keys::account_lockout(user_id),
+            failures,
+            now
+        )),
         app.store.write(history::entry(
             user_id,
             client,
@@ -224,7 +229,7 @@ pub async fn require_for_reset(
     match verify_factor(app, user, factor, &proof.code).await? {
         Some(spend) => Ok(spend),
         None => {
-            record_wrong_factor(app, &request.client, &user.id, factor).await?;
+            record_wrong_factor(app, &request.client, &user.id, factor, lockout_item).await?;
             Err(invalid_code())
         }
     }
@@ -250,9 +255,10 @@ struct ChallengeView {
 impl Challenge {
     pub fn start(app: &App, user: &User, remember_me: bool) -> anyhow::Result<Challenge> {
         let id = uuid::Uuid::new_v4().to_string();
-        let token = Token::for_pair(&user.id, &id)?;
+        let token = Token::for_parts(&[&user.id, &id])?;
         let item = Item::new(&keys::mfa_challenge(&user.id, &id))
             .with(attr::TOKEN_HASH, token.digest())
+            .with(attr::PASSWORD_DIGEST, password_digest(user))
             .with(attr::ATTEMPTS, 0)
             .with(attr::REMEMBER_ME, remember_me)
             .with(EXPIRES_AT, app.now() + CHALLENGE_SECONDS);
@@ -281,6 +287,12 @@ impl Challenge {
     }
 }
 
+/// Binds a challenge to the password that started it: a reset or change in between
+/// makes the challenge unusable.
+fn password_digest(user: &User) -> String {
+    crate::secret::sha256_hex(&user.password_hash.0)
+}
+
 /// A presented challenge token: the account and challenge it names.
 pub struct PresentedChallenge {
     pub user_id: String,
@@ -299,7 +311,9 @@ pub fn challenge_expired() -> Problem {
 impl PresentedChallenge {
     pub fn parse(text: &Secret) -> Result<PresentedChallenge, Problem> {
         let token = Token::parse(text.expose()).ok_or_else(challenge_expired)?;
-        let (user_id, challenge_id) = token.pair().ok_or_else(challenge_expired)?;
+        let [user_id, challenge_id] = token.parts()[..] else {
+            return Err(challenge_expired());
+        };
         Ok(PresentedChallenge {
             user_id: user_id.to_owned(),
             challenge_id: challenge_id.to_owned(),
@@ -311,12 +325,14 @@ impl PresentedChallenge {
         keys::mfa_challenge(&self.user_id, &self.challenge_id)
     }
 
-    /// Whether the stored challenge is this one and still takes attempts.
-    pub fn usable(&self, stored: Option<&Item>) -> bool {
+    /// Whether the stored challenge is this one, still takes attempts, and was started
+    /// with the account's current password.
+    pub fn usable(&self, stored: Option<&Item>, user: &User) -> bool {
         stored.is_some_and(|item| {
             item.s(attr::TOKEN_HASH)
                 .is_some_and(|hash| crate::secret::digests_match(hash, &self.digest))
                 && item.n(attr::ATTEMPTS).unwrap_or(0) < CHALLENGE_ATTEMPTS
+                && item.s(attr::PASSWORD_DIGEST) == Some(password_digest(user).as_str())
         })
     }
 

@@ -274,15 +274,7 @@ pub async fn resend(app: &App, request: &ApiRequest) -> Result<ApiResponse, Prob
     let email = EmailAddress::parse(&body.email)
         .map_err(|_| Problem::validation(vec![FieldError::new("email", "invalid")]))?;
     let limit = RateLimit::per_hour("resend", app.config.limits.resends_per_ip_per_hour);
-    limit
-        .hit(
-            app.store.as_ref(),
-            app.clock.as_ref(),
-            &request.client.ip.to_string(),
-        )
-        .await
-        .context("counting a resend against its IP's limit")?
-        .map_err(|limited| Problem::rate_limited(limited.retry_after))?;
+    limit.check_ip(app, &request.client).await?;
     app.with_floor(resend_for_address(app, &email)).await?;
     Ok(crate::http::status(
         StatusCode::ACCEPTED,

@@ -576,27 +576,21 @@ on_both_backends! {
     }
 }
 
-// BUG: shared/src/records.rs:127 (`keys::history`, sort key `HISTORY#{at:012}#{random}`,
-// with the random part from shared/src/history.rs:36) orders entries by whole seconds and
-// then by a random suffix, so attempts made within the same second are listed in random
-// order instead of newest first (three wrong passwords then a success in one second came
-// back e.g. as Bad/1, Good/1, Bad/0, Bad/2). The same breaks paging order. The sort key
-// needs a monotonic tie-breaker after the seconds (sub-second time, or a ULID).
-//
-// on_both_backends! {
-//     async fn attempts_within_one_second_are_still_listed_newest_first(app) {
-//         let email = verified_account(&app).await;
-//         for i in 0..3 {
-//             let agent = format!("Bad/{i}");
-//             assert_eq!(login_from(&app, &email, WRONG, false, &agent).await.status(), 401);
-//         }
-//         let tokens = log_in_as(&app, &email, false, "Good/1").await;
-//         let entries = history(&app, &tokens.access_token, "").await;
-//         let agents: Vec<&str> =
-//             entries.iter().map(|e| e["user_agent"].as_str().expect("ua")).collect();
-//         assert_eq!(agents, ["Good/1", "Bad/2", "Bad/1", "Bad/0"]);
-//     }
-// }
+// Entries written within one second keep their order (a sub-second tie-breaker).
+on_both_backends! {
+    async fn attempts_within_one_second_are_still_listed_newest_first(app) {
+        let email = verified_account(&app).await;
+        for i in 0..3 {
+            let agent = format!("Bad/{i}");
+            assert_eq!(login_from(&app, &email, WRONG, false, &agent).await.status(), 401);
+        }
+        let tokens = log_in_as(&app, &email, false, "Good/1").await;
+        let entries = history(&app, &tokens.access_token, "").await;
+        let agents: Vec<&str> =
+            entries.iter().map(|e| e["user_agent"].as_str().expect("ua")).collect();
+        assert_eq!(agents, ["Good/1", "Bad/2", "Bad/1", "Bad/0"]);
+    }
+}
 
 // ---------------------------------------------------------------------------------
 // DynamoDB round trips
