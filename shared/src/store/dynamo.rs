@@ -19,6 +19,7 @@ use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::config::interceptors::BeforeTransmitInterceptorContextRef;
 use aws_sdk_dynamodb::config::{ConfigBag, Intercept, RuntimeComponents};
+use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::create_table::CreateTableError;
 use aws_sdk_dynamodb::operation::delete_item::DeleteItemError;
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
@@ -228,24 +229,10 @@ impl DynamoStore {
                 )
                 .send()
                 .await;
-            let err = match result {
+            match result {
                 Ok(_) => return Ok(None),
-                Err(err) => err,
-            };
-            let failure = match err.as_service_error() {
-                Some(PutItemError::ConditionalCheckFailedException(e)) => {
-                    Failure::Condition(e.item().cloned())
-                }
-                Some(PutItemError::TransactionConflictException(_)) => Failure::Conflict,
-                _ => Failure::Other,
-            };
-            match failure {
-                Failure::Condition(current) => return Err(condition_failed(current)?),
-                Failure::Conflict if attempt < CONFLICT_ATTEMPTS => backoff(attempt).await,
-                _ => {
-                    return Err(anyhow::Error::new(err)
-                        .context(format!("PutItem on {}", self.table))
-                        .into());
+                Err(err) => {
+                    after_failure(err, attempt, || format!("PutItem on {}", self.table)).await?
                 }
             }
         }
@@ -291,14 +278,7 @@ impl DynamoStore {
                 }
                 Err(err) => err,
             };
-            let failure = match err.as_service_error() {
-                Some(UpdateItemError::ConditionalCheckFailedException(e)) => {
-                    Failure::Condition(e.item().cloned())
-                }
-                Some(UpdateItemError::TransactionConflictException(_)) => Failure::Conflict,
-                _ => Failure::Other,
-            };
-            match failure {
+            match classify(&err) {
                 Failure::Condition(current) => {
                     let current = current.as_ref().map(from_attributes).transpose()?;
                     let expired = current.as_ref().is_some_and(|item| item.is_expired(now));
@@ -348,27 +328,14 @@ impl DynamoStore {
                 )
                 .send()
                 .await;
-            let err = match result {
+            match result {
                 Ok(out) => {
                     let old = out.attributes().map(from_attributes).transpose()?;
                     return Ok(old.filter(|item| !item.is_expired(now)));
                 }
-                Err(err) => err,
-            };
-            let failure = match err.as_service_error() {
-                Some(DeleteItemError::ConditionalCheckFailedException(e)) => {
-                    Failure::Condition(e.item().cloned())
-                }
-                Some(DeleteItemError::TransactionConflictException(_)) => Failure::Conflict,
-                _ => Failure::Other,
-            };
-            match failure {
-                Failure::Condition(current) => return Err(condition_failed(current)?),
-                Failure::Conflict if attempt < CONFLICT_ATTEMPTS => backoff(attempt).await,
-                _ => {
-                    return Err(anyhow::Error::new(err)
-                        .context(format!("DeleteItem {key:?} on {}", self.table))
-                        .into());
+                Err(err) => {
+                    let what = || format!("DeleteItem {key:?} on {}", self.table);
+                    after_failure(err, attempt, what).await?
                 }
             }
         }
@@ -853,6 +820,53 @@ enum Failure {
     Condition(Option<HashMap<String, AttributeValue>>),
     Conflict,
     Other,
+}
+
+/// The single-write errors that can report a failed condition or a conflict with a
+/// transaction in flight.
+trait ConditionalWriteError {
+    fn failure(&self) -> Failure;
+}
+
+macro_rules! conditional_write_errors {
+    ($($error:ty),*) => {$(
+        impl ConditionalWriteError for $error {
+            fn failure(&self) -> Failure {
+                match self {
+                    Self::ConditionalCheckFailedException(e) => Failure::Condition(e.item().cloned()),
+                    Self::TransactionConflictException(_) => Failure::Conflict,
+                    _ => Failure::Other,
+                }
+            }
+        }
+    )*};
+}
+
+conditional_write_errors!(PutItemError, UpdateItemError, DeleteItemError);
+
+fn classify<E: ConditionalWriteError, R>(err: &SdkError<E, R>) -> Failure {
+    err.as_service_error().map_or(Failure::Other, E::failure)
+}
+
+/// What a failed single write does next: `Ok` after waiting out a conflict (retry),
+/// `Err` for a failed condition or anything else.
+async fn after_failure<E, R>(
+    err: SdkError<E, R>,
+    attempt: u32,
+    what: impl FnOnce() -> String,
+) -> Result<(), WriteError>
+where
+    E: ConditionalWriteError + std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug + Send + Sync + 'static,
+{
+    match classify(&err) {
+        Failure::Condition(current) => Err(condition_failed(current)?),
+        Failure::Conflict if attempt < CONFLICT_ATTEMPTS => {
+            backoff(attempt).await;
+            Ok(())
+        }
+        _ => Err(anyhow::Error::new(err).context(what()).into()),
+    }
 }
 
 enum SkRange<'a> {
