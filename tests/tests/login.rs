@@ -1110,3 +1110,58 @@ tests! {
         assert_eq!(checked + limited, 20, "{statuses:?}");
     }
 }
+
+/// The stored password hash of the account with this (canonical) email.
+async fn stored_hash(app: &TestApp, email: &str) -> String {
+    let email = accounts::email::EmailAddress::parse(email).expect("an email");
+    accounts::accounts::find_by_email(&app.app, &email)
+        .await
+        .expect("the store answers")
+        .expect("the account exists")
+        .password_hash
+        .0
+}
+
+on_both_backends! {
+    async fn a_login_upgrades_a_hash_made_with_weaker_parameters(app) {
+        let email = verified_account(&app).await;
+        // Replace the stored hash with one of the same password at a lower cost, as if
+        // the account predated a raise of ARGON2_MEMORY_KIB.
+        let weak = accounts::password::PasswordHasher::new(accounts::password::HashParams {
+            memory_kib: 8_192,
+            iterations: 1,
+            parallelism: 1,
+        })
+        .expect("a hasher");
+        let password = accounts::password::NewPassword::parse(
+            &accounts::secret::Secret::new(PASSWORD),
+            None,
+            None,
+        )
+        .unwrap_or_else(|_| panic!("the test password meets the policy"));
+        let weak_hash = weak.hash(&password).await.expect("a weak hash");
+        let parsed = accounts::email::EmailAddress::parse(&email).expect("an email");
+        let user = accounts::accounts::find_by_email(&app.app, &parsed)
+            .await
+            .expect("the store answers")
+            .expect("the account exists");
+        app.app
+            .store
+            .write(accounts::store::Write::update(
+                accounts::records::keys::user(&user.id),
+                vec![accounts::store::Change::set(
+                    accounts::records::attr::PASSWORD_HASH,
+                    weak_hash.0.as_str(),
+                )],
+            ))
+            .await
+            .expect("the hash is replaced");
+        assert!(stored_hash(&app, &email).await.contains("m=8192,t=1,p=1"));
+
+        app.log_in(&email, false).await;
+
+        let upgraded = stored_hash(&app, &email).await;
+        assert!(upgraded.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{upgraded}");
+        app.log_in(&email, false).await;
+    }
+}
