@@ -1,47 +1,41 @@
 //! The black-box test harness: [`TestApp`] starts the local server in-process on a free
 //! port, over either backend (embedded store + outbox, or DynamoDB Local + the SES
-//! emulator), with a clock the test moves, and offers one helper per API route.
+//! emulator), with a clock the test moves, and offers one helper per API route, plus
+//! the accounts, emails and DynamoDB call counts the tests build on. [`assert`] holds the
+//! checks of whole answers (problem documents, token pairs, ...).
 
+pub mod assert;
+
+use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use accounts::app::App;
 use accounts::clock::ManualClock;
 use accounts::config::Config;
+use accounts::email::EmailAddress;
 use accounts::mail::Mailer;
-use accounts::mail::outbox::Outbox;
+use accounts::mail::outbox::{Outbox, SentMail};
 use accounts::mail::ses::SesMailer;
 use accounts::store::Store;
 use accounts::store::dynamo::{CallCounter, DynamoStore, client_with_counter};
 use accounts::store::memory::MemoryStore;
+use reqwest::Method;
+use reqwest::header::CONTENT_TYPE;
 use serde::Deserialize;
-use serde_json::Value;
+use serde_json::{Value, json};
 
-/// Runs each test body once per backend, as `<test>::on_memory` and `<test>::on_dynamodb`.
+/// Runs each test body once per backend, as `<test>::on_memory` and `<test>::on_dynamodb`:
+/// [`on_both_backends_with!`] without configuration overrides.
 #[macro_export]
 macro_rules! on_both_backends {
-    ($(async fn $name:ident($app:ident) $body:block)*) => {$(
-        mod $name {
-            #[allow(unused_imports)]
-            use super::*;
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn on_memory() {
-                let $app = $crate::TestApp::spawn($crate::Backend::Memory).await;
-                $body
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn on_dynamodb() {
-                let $app = $crate::TestApp::spawn($crate::Backend::DynamoDb).await;
-                $body
-            }
-        }
-    )*};
+    ($(async fn $name:ident($app:ident) $body:block)*) => {
+        $crate::on_both_backends_with! { &[]; $(async fn $name($app) $body)* }
+    };
 }
 
-/// Like [`on_both_backends!`], on a server whose configuration has `overrides` on top of
-/// the test defaults:
+/// Runs each test body once per backend, as `<test>::on_memory` and `<test>::on_dynamodb`,
+/// on a server whose configuration has `overrides` on top of the test defaults:
 /// `on_both_backends_with! { &[("NAME", "value")]; async fn name(app) { ... } }`.
 #[macro_export]
 macro_rules! on_both_backends_with {
@@ -106,8 +100,25 @@ impl Mail {
     }
 }
 
+impl From<SentMail> for Mail {
+    fn from(sent: SentMail) -> Mail {
+        Mail {
+            to: sent.to,
+            subject: sent.subject,
+            text: sent.text,
+            html: sent.html,
+        }
+    }
+}
+
 /// The base URL links in emails must use, whatever a request's headers say.
 pub const BASE_URL: &str = "https://app.example.test";
+
+/// A password that meets the policy.
+pub const PASSWORD: &str = "tangerine-quartz-88";
+
+/// A password that meets the policy and is never anyone's.
+pub const WRONG_PASSWORD: &str = "wrong-password-123";
 
 /// A running server and the handles a test needs around it.
 pub struct TestApp {
@@ -153,8 +164,29 @@ pub fn unique_username() -> String {
     format!("user_{}", &uuid::Uuid::new_v4().simple().to_string()[..12])
 }
 
-/// A password that meets the policy.
-pub const PASSWORD: &str = "tangerine-quartz-88";
+/// The `POST /v1/signup` body of a freelancer with the test password.
+pub fn signup_body(email: &str) -> Value {
+    json!({ "email": email, "password": PASSWORD, "account_type": "freelancer" })
+}
+
+/// The configuration of a test server: the test defaults (links to [`BASE_URL`], a short
+/// enumeration floor) with `overrides` on top, over the table `table`.
+pub fn test_config(table: &str, overrides: &[(&str, &str)]) -> Config {
+    let defaults = [
+        ("APP_BASE_URL", BASE_URL),
+        ("TABLE_NAME", table),
+        ("MAIL_FROM", "Account Security <no-reply@accounts.test>"),
+        ("ENUMERATION_FLOOR_MS", "20"),
+    ];
+    Config::from_lookup(|name| {
+        overrides
+            .iter()
+            .chain(defaults.iter())
+            .find(|(key, _)| *key == name)
+            .map(|(_, value)| (*value).to_owned())
+    })
+    .expect("the test configuration is valid")
+}
 
 impl TestApp {
     pub async fn spawn(backend: Backend) -> TestApp {
@@ -164,20 +196,7 @@ impl TestApp {
     /// Starts a server whose configuration has `overrides` on top of the test defaults.
     pub async fn spawn_with(backend: Backend, overrides: &[(&str, &str)]) -> TestApp {
         let table = format!("test-{}", uuid::Uuid::new_v4().simple());
-        let defaults = [
-            ("APP_BASE_URL", BASE_URL),
-            ("TABLE_NAME", table.as_str()),
-            ("MAIL_FROM", "Account Security <no-reply@accounts.test>"),
-            ("ENUMERATION_FLOOR_MS", "20"),
-        ];
-        let config = Config::from_lookup(|name| {
-            overrides
-                .iter()
-                .chain(defaults.iter())
-                .find(|(key, _)| *key == name)
-                .map(|(_, value)| (*value).to_owned())
-        })
-        .expect("the test configuration is valid");
+        let config = test_config(&table, overrides);
         let clock = ManualClock::starting_now();
         let started_at = epoch_seconds();
         #[allow(clippy::type_complexity)]
@@ -272,6 +291,45 @@ impl TestApp {
             .expect("the request is sent")
     }
 
+    /// POSTs `pairs` as an `application/x-www-form-urlencoded` form, as a browser submits
+    /// the local server's pages.
+    pub async fn post_form(&self, path: &str, pairs: &[(&str, &str)]) -> reqwest::Response {
+        self.http
+            .post(format!("{}{path}", self.address))
+            .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(form_urlencoded(pairs))
+            .send()
+            .await
+            .expect("the form is sent")
+    }
+
+    /// POSTs every body to `path` at once: each request waits until all are ready, then
+    /// all go out together. Returns each answer's status and JSON body, in the order the
+    /// answers came.
+    pub async fn post_concurrently(&self, path: &str, bodies: Vec<Value>) -> Vec<(u16, Value)> {
+        let barrier = Arc::new(tokio::sync::Barrier::new(bodies.len()));
+        let mut requests = tokio::task::JoinSet::new();
+        for request_body in bodies {
+            let (http, url, barrier) = (
+                self.http.clone(),
+                format!("{}{path}", self.address),
+                barrier.clone(),
+            );
+            requests.spawn(async move {
+                barrier.wait().await;
+                let response = http
+                    .post(url)
+                    .json(&request_body)
+                    .send()
+                    .await
+                    .expect("the request is sent");
+                let status = response.status().as_u16();
+                (status, body(response).await)
+            });
+        }
+        requests.join_all().await
+    }
+
     pub async fn signup(&self, body: &Value) -> reqwest::Response {
         self.post("/v1/signup", body).await
     }
@@ -291,44 +349,68 @@ impl TestApp {
     pub async fn health(&self) -> reqwest::Response {
         self.get("/v1/health").await
     }
+}
 
-    /// Signs up `email` with the test password as a freelancer.
+/// Accounts to test with.
+impl TestApp {
+    /// Signs up `email` with the test password as a freelancer ([`signup_body`]).
     pub async fn sign_up(&self, email: &str) -> reqwest::Response {
-        self.signup(&serde_json::json!({
-            "email": email,
-            "password": PASSWORD,
-            "account_type": "freelancer",
-        }))
-        .await
+        self.signup(&signup_body(email)).await
     }
 
-    /// Signs up and verifies `email`; returns nothing but panics if either step fails.
+    /// Signs up and verifies `email` as [`sign_up`](Self::sign_up) does; returns nothing
+    /// but panics if either step fails.
     pub async fn sign_up_verified(&self, email: &str) {
-        assert_eq!(self.sign_up(email).await.status(), 202);
-        let token = self
-            .last_mail_to(email)
-            .await
-            .and_then(|m| m.link_token("/verify-email"))
-            .expect("a verification link");
-        let response = self
-            .verify_email(&serde_json::json!({ "token": token }))
-            .await;
+        self.sign_up_verified_with(&signup_body(email)).await;
+    }
+
+    /// Signs up with `signup` (a `POST /v1/signup` body) and follows the link of the
+    /// verification email; panics unless the signup answers `202` and the link `200`.
+    pub async fn sign_up_verified_with(&self, signup: &Value) {
+        let email = signup["email"].as_str().expect("an email in the signup");
+        assert_eq!(self.signup(signup).await.status(), 202);
+        let token = self.verification_token(email).await;
+        let response = self.verify_email(&json!({ "token": token })).await;
         assert_eq!(response.status(), 200);
     }
 
+    /// A new, verified account (a freelancer, with the test password); returns its email.
+    pub async fn verified_account(&self) -> String {
+        let email = unique_email();
+        self.sign_up_verified(&email).await;
+        email
+    }
+
+    /// A new, verified client account with a username (and the test password); returns
+    /// `(email, username)`.
+    pub async fn verified_account_with_username(&self) -> (String, String) {
+        let (email, username) = (unique_email(), unique_username());
+        self.sign_up_verified_with(&json!({
+            "email": email,
+            "password": PASSWORD,
+            "account_type": "client",
+            "username": username,
+        }))
+        .await;
+        (email, username)
+    }
+
+    /// The token of the `/verify-email` link in the newest email to `email` (panics when
+    /// that email has none).
+    pub async fn verification_token(&self, email: &str) -> String {
+        self.last_mail_to(email)
+            .await
+            .and_then(|m| m.link_token("/verify-email"))
+            .expect("a verification link")
+    }
+}
+
+/// Emails, as the outbox or the SES emulator recorded them.
+impl TestApp {
     /// Every email sent to `address` since the app started, newest first.
     pub async fn mail_to(&self, address: &str) -> Vec<Mail> {
         if let Some(outbox) = &self.outbox {
-            return outbox
-                .to(address)
-                .into_iter()
-                .map(|m| Mail {
-                    to: m.to,
-                    subject: m.subject,
-                    text: m.text,
-                    html: m.html,
-                })
-                .collect();
+            return outbox.to(address).into_iter().map(Mail::from).collect();
         }
         let url = self.ses_url.as_ref().expect("an SES emulator URL");
         let store: EmulatorStore = self
@@ -374,12 +456,53 @@ impl TestApp {
         self.mail_to(address).await.into_iter().next()
     }
 
-    /// Round trips to DynamoDB since the last reset (DynamoDB backend only).
+    /// Every email to `address` with this subject, newest first.
+    pub async fn mails_with_subject(&self, address: &str, subject: &str) -> Vec<Mail> {
+        self.mail_to(address)
+            .await
+            .into_iter()
+            .filter(|m| m.subject == subject)
+            .collect()
+    }
+
+    /// Every email to `address` with a `path?token=` link, newest first.
+    pub async fn mails_with_link(&self, address: &str, path: &str) -> Vec<Mail> {
+        self.mail_to(address)
+            .await
+            .into_iter()
+            .filter(|m| m.link_token(path).is_some())
+            .collect()
+    }
+
+    /// The token of the newest `path?token=` link mailed to `address` (panics without one).
+    pub async fn newest_link_token(&self, address: &str, path: &str) -> String {
+        self.mail_to(address)
+            .await
+            .iter()
+            .find_map(|m| m.link_token(path))
+            .unwrap_or_else(|| panic!("no {path} link was mailed to {address}"))
+    }
+}
+
+/// DynamoDB calls, counted on the DynamoDB backend.
+impl TestApp {
+    /// Starts counting DynamoDB calls from zero (DynamoDB backend only; else nothing).
     pub fn reset_calls(&self) {
         if let Some(calls) = &self.calls {
             calls.reset();
         }
     }
+
+    /// The DynamoDB calls by operation since the last [`reset_calls`](Self::reset_calls)
+    /// (panics on the memory backend).
+    pub fn dynamodb_calls(&self) -> BTreeMap<String, usize> {
+        self.calls.as_ref().expect("a call counter").snapshot()
+    }
+}
+
+/// `(operation, count)` pairs as [`TestApp::dynamodb_calls`] reports them.
+pub fn expected_calls(pairs: &[(&str, usize)]) -> BTreeMap<String, usize> {
+    pairs.iter().map(|(k, v)| ((*k).to_owned(), *v)).collect()
 }
 
 #[derive(Deserialize)]
@@ -414,6 +537,66 @@ pub async fn body(response: reqwest::Response) -> Value {
     response.json().await.expect("a JSON body")
 }
 
+/// The value of a response header, if it is there and is text.
+pub fn header(response: &reqwest::Response, name: &str) -> Option<String> {
+    response
+        .headers()
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+}
+
+/// The member names of a JSON object, sorted (panics if `value` is not an object).
+pub fn sorted_keys(value: &Value) -> Vec<String> {
+    let mut keys: Vec<String> = value
+        .as_object()
+        .expect("an object")
+        .keys()
+        .cloned()
+        .collect();
+    keys.sort_unstable();
+    keys
+}
+
+/// Whether the stored account of `email` is verified; `None` when there is no account.
+pub async fn email_verified(app: &App, email: &str) -> Option<bool> {
+    let address = EmailAddress::parse(email).expect("a valid address");
+    accounts::accounts::find_by_email(app, &address)
+        .await
+        .expect("the store answers")
+        .map(|user| user.email_verified)
+}
+
+/// The median of timing samples (the mean of the middle two for an even count).
+pub fn median(mut samples: Vec<Duration>) -> Duration {
+    samples.sort();
+    let mid = samples.len() / 2;
+    if samples.len().is_multiple_of(2) {
+        (samples[mid - 1] + samples[mid]) / 2
+    } else {
+        samples[mid]
+    }
+}
+
+/// `application/x-www-form-urlencoded` text of `pairs`.
+fn form_urlencoded(pairs: &[(&str, &str)]) -> String {
+    let encode = |text: &str| {
+        text.bytes()
+            .map(|b| match b {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                    char::from(b).to_string()
+                }
+                _ => format!("%{b:02X}"),
+            })
+            .collect::<String>()
+    };
+    pairs
+        .iter()
+        .map(|(name, value)| format!("{}={}", encode(name), encode(value)))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
 /// Tokens from a successful login or refresh.
 #[derive(Clone, Debug, Deserialize)]
 pub struct Tokens {
@@ -430,20 +613,24 @@ impl TestApp {
         self.post("/v1/login", body).await
     }
 
+    /// `POST /v1/login` with this login and password (and no `remember_me`), whatever
+    /// the answer.
+    pub async fn try_log_in(&self, login: &str, password: &str) -> reqwest::Response {
+        self.login(&json!({ "login": login, "password": password }))
+            .await
+    }
+
     pub async fn refresh(&self, refresh_token: &str) -> reqwest::Response {
         self.post(
             "/v1/token/refresh",
-            &serde_json::json!({ "refresh_token": refresh_token }),
+            &json!({ "refresh_token": refresh_token }),
         )
         .await
     }
 
     pub async fn logout(&self, refresh_token: &str) -> reqwest::Response {
-        self.post(
-            "/v1/logout",
-            &serde_json::json!({ "refresh_token": refresh_token }),
-        )
-        .await
+        self.post("/v1/logout", &json!({ "refresh_token": refresh_token }))
+            .await
     }
 
     pub async fn jwks(&self) -> reqwest::Response {
@@ -462,37 +649,41 @@ impl TestApp {
             .bearer_auth(access_token)
     }
 
+    /// Sends an [`authed`](Self::authed) request, with `body` as JSON if given.
+    pub async fn send_authed(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        access_token: &str,
+        body: Option<&Value>,
+    ) -> reqwest::Response {
+        let mut request = self.authed(method, path, access_token);
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        request.send().await.expect("the request is sent")
+    }
+
     pub async fn account(&self, access_token: &str) -> reqwest::Response {
-        self.authed(reqwest::Method::GET, "/v1/account", access_token)
-            .send()
+        self.send_authed(Method::GET, "/v1/account", access_token, None)
             .await
-            .expect("the request is sent")
     }
 
     pub async fn sessions(&self, access_token: &str) -> reqwest::Response {
-        self.authed(reqwest::Method::GET, "/v1/account/sessions", access_token)
-            .send()
+        self.send_authed(Method::GET, "/v1/account/sessions", access_token, None)
             .await
-            .expect("the request is sent")
     }
 
     pub async fn revoke_session(&self, access_token: &str, session_id: &str) -> reqwest::Response {
         let path = format!("/v1/account/sessions/{session_id}");
-        self.authed(reqwest::Method::DELETE, &path, access_token)
-            .send()
+        self.send_authed(Method::DELETE, &path, access_token, None)
             .await
-            .expect("the request is sent")
     }
 
     pub async fn revoke_other_sessions(&self, access_token: &str) -> reqwest::Response {
-        self.authed(
-            reqwest::Method::POST,
-            "/v1/account/sessions/revoke-others",
-            access_token,
-        )
-        .send()
-        .await
-        .expect("the request is sent")
+        let path = "/v1/account/sessions/revoke-others";
+        self.send_authed(Method::POST, path, access_token, None)
+            .await
     }
 
     /// `GET /v1/account/login-history` with an optional query string (`limit=5&...`).
@@ -502,16 +693,14 @@ impl TestApp {
         } else {
             format!("/v1/account/login-history?{query}")
         };
-        self.authed(reqwest::Method::GET, &path, access_token)
-            .send()
+        self.send_authed(Method::GET, &path, access_token, None)
             .await
-            .expect("the request is sent")
     }
 
     /// Logs in with the test password; panics unless it succeeds.
     pub async fn log_in(&self, login: &str, remember_me: bool) -> Tokens {
         let response = self
-            .login(&serde_json::json!({
+            .login(&json!({
                 "login": login,
                 "password": PASSWORD,
                 "remember_me": remember_me,
@@ -520,16 +709,34 @@ impl TestApp {
         assert_eq!(response.status(), 200, "login of {login} failed");
         response.json().await.expect("a token pair")
     }
+
+    /// Asserts that an access token works on `GET /v1/account`.
+    pub async fn assert_access_accepted(&self, access_token: &str) {
+        let response = self.account(access_token).await;
+        let status = response.status();
+        let body = body(response).await;
+        assert_eq!(status, 200, "{body}");
+    }
+
+    /// Asserts that an access token is refused on `GET /v1/account` with
+    /// `401 unauthorized`; `case` says which token it is.
+    pub async fn assert_access_refused(&self, access_token: &str, case: &str) {
+        let response = self.account(access_token).await;
+        assert_eq!(response.status(), 401, "{case} was accepted");
+        assert::problem(response, 401, "unauthorized").await;
+    }
+
+    /// Asserts that a refresh token is refused with `401 invalid_token`.
+    pub async fn assert_refresh_refused(&self, refresh_token: &str) {
+        assert::problem(self.refresh(refresh_token).await, 401, "invalid_token").await;
+    }
 }
 
 /// Recovery and account-protection routes.
 impl TestApp {
     pub async fn forgot_password(&self, login: &str) -> reqwest::Response {
-        self.post(
-            "/v1/password/forgot",
-            &serde_json::json!({ "login": login }),
-        )
-        .await
+        self.post("/v1/password/forgot", &json!({ "login": login }))
+            .await
     }
 
     pub async fn reset_password(&self, body: &Value) -> reqwest::Response {
@@ -537,11 +744,13 @@ impl TestApp {
     }
 
     pub async fn change_password(&self, access_token: &str, body: &Value) -> reqwest::Response {
-        self.authed(reqwest::Method::POST, "/v1/account/password", access_token)
-            .json(body)
-            .send()
-            .await
-            .expect("the request is sent")
+        self.send_authed(
+            Method::POST,
+            "/v1/account/password",
+            access_token,
+            Some(body),
+        )
+        .await
     }
 
     pub async fn security_questions(&self) -> reqwest::Response {
@@ -553,23 +762,14 @@ impl TestApp {
         access_token: &str,
         body: &Value,
     ) -> reqwest::Response {
-        self.authed(
-            reqwest::Method::PUT,
-            "/v1/account/security-question",
-            access_token,
-        )
-        .json(body)
-        .send()
-        .await
-        .expect("the request is sent")
+        let path = "/v1/account/security-question";
+        self.send_authed(Method::PUT, path, access_token, Some(body))
+            .await
     }
 
     pub async fn forgot_security_answer(&self, login: &str) -> reqwest::Response {
-        self.post(
-            "/v1/security-question/forgot",
-            &serde_json::json!({ "login": login }),
-        )
-        .await
+        self.post("/v1/security-question/forgot", &json!({ "login": login }))
+            .await
     }
 
     pub async fn reset_security_question(&self, body: &Value) -> reqwest::Response {
@@ -582,32 +782,30 @@ impl TestApp {
     pub async fn login_mfa(&self, mfa_token: &str, method: &str, code: &str) -> reqwest::Response {
         self.post(
             "/v1/login/mfa",
-            &serde_json::json!({ "mfa_token": mfa_token, "method": method, "code": code }),
+            &json!({ "mfa_token": mfa_token, "method": method, "code": code }),
         )
         .await
     }
 
     pub async fn totp_setup(&self, access_token: &str) -> reqwest::Response {
-        self.authed(reqwest::Method::POST, "/v1/2fa/totp/setup", access_token)
-            .send()
+        self.send_authed(Method::POST, "/v1/2fa/totp/setup", access_token, None)
             .await
-            .expect("the request is sent")
     }
 
     pub async fn totp_confirm(&self, access_token: &str, code: &str) -> reqwest::Response {
-        self.authed(reqwest::Method::POST, "/v1/2fa/totp/confirm", access_token)
-            .json(&serde_json::json!({ "code": code }))
-            .send()
-            .await
-            .expect("the request is sent")
+        let body = json!({ "code": code });
+        self.send_authed(
+            Method::POST,
+            "/v1/2fa/totp/confirm",
+            access_token,
+            Some(&body),
+        )
+        .await
     }
 
     pub async fn totp_disable(&self, access_token: &str, body: &Value) -> reqwest::Response {
-        self.authed(reqwest::Method::DELETE, "/v1/2fa/totp", access_token)
-            .json(body)
-            .send()
+        self.send_authed(Method::DELETE, "/v1/2fa/totp", access_token, Some(body))
             .await
-            .expect("the request is sent")
     }
 
     pub async fn regenerate_backup_codes(
@@ -615,11 +813,14 @@ impl TestApp {
         access_token: &str,
         password: &str,
     ) -> reqwest::Response {
-        self.authed(reqwest::Method::POST, "/v1/2fa/backup-codes", access_token)
-            .json(&serde_json::json!({ "current_password": password }))
-            .send()
-            .await
-            .expect("the request is sent")
+        let body = json!({ "current_password": password });
+        self.send_authed(
+            Method::POST,
+            "/v1/2fa/backup-codes",
+            access_token,
+            Some(&body),
+        )
+        .await
     }
 
     /// The current code of a base32 TOTP secret at the app's clock (an independent

@@ -2,52 +2,21 @@
 //! ending them) and its login history.
 
 use accounts::clock::Clock;
+use api_tests::assert::{ok_json, ok_tokens, problem};
 use api_tests::{
-    Backend, PASSWORD, TestApp, Tokens, body, on_both_backends, unique_email, unique_username,
+    Backend, PASSWORD, TestApp, Tokens, WRONG_PASSWORD, expected_calls, header, on_both_backends,
+    sorted_keys, unique_email, unique_username,
 };
-use reqwest::header::{CACHE_CONTROL, CONTENT_TYPE, LINK, USER_AGENT};
+use reqwest::header::{LINK, USER_AGENT};
 use serde_json::{Value, json};
 
 const DAY: i64 = 24 * 3_600;
 /// How long login history is kept.
 const HISTORY_DAYS: i64 = 90;
-const WRONG: &str = "wrong-password-123";
 
 // ---------------------------------------------------------------------------------
 // Helpers
 // ---------------------------------------------------------------------------------
-
-fn header(response: &reqwest::Response, name: &str) -> Option<String> {
-    response
-        .headers()
-        .get(name)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned)
-}
-
-/// Asserts a problem document with this status and code, and returns its body.
-async fn problem(response: reqwest::Response, status: u16, code: &str) -> Value {
-    let actual = response.status();
-    let content_type = header(&response, CONTENT_TYPE.as_str());
-    let body = body(response).await;
-    assert_eq!(actual, status, "{body}");
-    assert_eq!(content_type.as_deref(), Some("application/problem+json"));
-    assert_eq!(body["code"], code, "{body}");
-    assert_eq!(body["status"], status, "{body}");
-    body
-}
-
-/// Asserts `200` with a JSON body and returns it.
-async fn ok_json(response: reqwest::Response) -> Value {
-    let status = response.status();
-    let content_type = header(&response, CONTENT_TYPE.as_str());
-    let cache_control = header(&response, CACHE_CONTROL.as_str());
-    let body = body(response).await;
-    assert_eq!(status, 200, "{body}");
-    assert_eq!(content_type.as_deref(), Some("application/json"));
-    assert_eq!(cache_control.as_deref(), Some("no-store"));
-    body
-}
 
 /// `POST /v1/login` from a named user agent.
 async fn login_from(
@@ -73,13 +42,6 @@ async fn log_in_as(app: &TestApp, login: &str, remember_me: bool, agent: &str) -
     response.json().await.expect("a token pair")
 }
 
-/// A verified account's email.
-async fn verified_account(app: &TestApp) -> String {
-    let email = unique_email();
-    app.sign_up_verified(&email).await;
-    email
-}
-
 /// Every key in a JSON document, at any depth.
 fn all_keys(value: &Value, into: &mut Vec<String>) {
     match value {
@@ -92,17 +54,6 @@ fn all_keys(value: &Value, into: &mut Vec<String>) {
         Value::Array(items) => items.iter().for_each(|v| all_keys(v, into)),
         _ => {}
     }
-}
-
-fn sorted_keys(value: &Value) -> Vec<String> {
-    let mut keys: Vec<String> = value
-        .as_object()
-        .expect("an object")
-        .keys()
-        .cloned()
-        .collect();
-    keys.sort();
-    keys
 }
 
 fn is_rfc3339(text: &Value) -> bool {
@@ -168,21 +119,6 @@ fn next_link(response: &reqwest::Response) -> Option<String> {
     Some(link[start..end].to_owned())
 }
 
-async fn get_authed(app: &TestApp, path: &str, access_token: &str) -> reqwest::Response {
-    app.authed(reqwest::Method::GET, path, access_token)
-        .send()
-        .await
-        .expect("the request is sent")
-}
-
-async fn assert_refused(app: &TestApp, access_token: &str) {
-    problem(app.account(access_token).await, 401, "unauthorized").await;
-}
-
-async fn assert_accepted(app: &TestApp, access_token: &str) {
-    assert_eq!(app.account(access_token).await.status(), 200);
-}
-
 // ---------------------------------------------------------------------------------
 // GET /v1/account
 // ---------------------------------------------------------------------------------
@@ -190,22 +126,14 @@ async fn assert_accepted(app: &TestApp, access_token: &str) {
 on_both_backends! {
     async fn the_account_view_shows_the_profile_and_never_a_secret(app) {
         let (email, username) = (unique_email(), unique_username());
-        let response = app
-            .signup(&json!({
-                "email": email,
-                "password": PASSWORD,
-                "account_type": "agency",
-                "username": username,
-                "full_name": "Ada Lovelace",
-            }))
-            .await;
-        assert_eq!(response.status(), 202);
-        let token = app
-            .last_mail_to(&email)
-            .await
-            .and_then(|m| m.link_token("/verify-email"))
-            .expect("a verification link");
-        assert_eq!(app.verify_email(&json!({ "token": token })).await.status(), 200);
+        app.sign_up_verified_with(&json!({
+            "email": email,
+            "password": PASSWORD,
+            "account_type": "agency",
+            "username": username,
+            "full_name": "Ada Lovelace",
+        }))
+        .await;
         let tokens = log_in_as(&app, &username.to_uppercase(), false, "agent").await;
 
         let account = ok_json(app.account(&tokens.access_token).await).await;
@@ -241,7 +169,7 @@ on_both_backends! {
     }
 
     async fn the_account_view_without_a_username_says_null(app) {
-        let email = verified_account(&app).await;
+        let email = app.verified_account().await;
         let tokens = app.log_in(&email, false).await;
         let account = ok_json(app.account(&tokens.access_token).await).await;
         assert_eq!(account["username"], Value::Null);
@@ -278,18 +206,14 @@ on_both_backends! {
 
 on_both_backends! {
     async fn the_session_list_shows_every_session_and_marks_the_callers(app) {
-        let email = verified_account(&app).await;
+        let email = app.verified_account().await;
         let laptop = log_in_as(&app, &email, false, "Laptop/1.0").await;
         app.clock.advance(10);
         let phone = log_in_as(&app, &email, true, "Phone/2.0").await;
         let phone_login_at = app.clock.now();
         app.clock.advance(50);
         // A refresh moves the phone's last_seen_at.
-        let phone = {
-            let response = app.refresh(&phone.refresh_token).await;
-            assert_eq!(response.status(), 200);
-            response.json::<Tokens>().await.expect("a token pair")
-        };
+        let phone = ok_tokens(app.refresh(&phone.refresh_token).await).await;
 
         let list = sessions(&app, &laptop.access_token).await;
         assert_eq!(list.len(), 2, "{list:?}");
@@ -323,8 +247,8 @@ on_both_backends! {
     }
 
     async fn another_accounts_sessions_are_not_listed(app) {
-        let mine = verified_account(&app).await;
-        let theirs = verified_account(&app).await;
+        let mine = app.verified_account().await;
+        let theirs = app.verified_account().await;
         let tokens = log_in_as(&app, &mine, false, "mine").await;
         log_in_as(&app, &theirs, false, "theirs").await;
         let list = sessions(&app, &tokens.access_token).await;
@@ -333,15 +257,15 @@ on_both_backends! {
     }
 
     async fn ending_another_session_stops_its_tokens_at_once(app) {
-        let email = verified_account(&app).await;
+        let email = app.verified_account().await;
         let mine = log_in_as(&app, &email, false, "mine").await;
         let other = log_in_as(&app, &email, false, "other").await;
-        assert_accepted(&app, &other.access_token).await;
+        app.assert_access_accepted(&other.access_token).await;
 
         let response = app.revoke_session(&mine.access_token, &other.session_id).await;
         assert_eq!(response.status(), 204);
         assert!(response.bytes().await.expect("a body").is_empty());
-        assert_refused(&app, &other.access_token).await;
+        app.assert_access_refused(&other.access_token, "an ended session's token").await;
         problem(app.refresh(&other.refresh_token).await, 401, "invalid_token").await;
         let list = sessions(&app, &mine.access_token).await;
         assert_eq!(list.len(), 1);
@@ -352,25 +276,25 @@ on_both_backends! {
     }
 
     async fn ending_an_unknown_session_is_not_found(app) {
-        let email = verified_account(&app).await;
+        let email = app.verified_account().await;
         let mine = app.log_in(&email, false).await;
         let unknown = uuid::Uuid::new_v4().to_string();
         problem(app.revoke_session(&mine.access_token, &unknown).await, 404, "not_found").await;
-        assert_accepted(&app, &mine.access_token).await;
+        app.assert_access_accepted(&mine.access_token).await;
     }
 
     async fn another_accounts_session_cannot_be_ended(app) {
-        let mine = verified_account(&app).await;
-        let theirs = verified_account(&app).await;
+        let mine = app.verified_account().await;
+        let theirs = app.verified_account().await;
         let mine = app.log_in(&mine, false).await;
         let theirs = app.log_in(&theirs, false).await;
         problem(app.revoke_session(&mine.access_token, &theirs.session_id).await, 404, "not_found")
             .await;
-        assert_accepted(&app, &theirs.access_token).await;
+        app.assert_access_accepted(&theirs.access_token).await;
     }
 
     async fn an_ended_session_cannot_end_others(app) {
-        let email = verified_account(&app).await;
+        let email = app.verified_account().await;
         let first = app.log_in(&email, false).await;
         let second = app.log_in(&email, false).await;
         assert_eq!(app.revoke_session(&first.access_token, &second.session_id).await.status(), 204);
@@ -379,25 +303,25 @@ on_both_backends! {
             .await;
         problem(app.revoke_other_sessions(&second.access_token).await, 401, "unauthorized").await;
         problem(app.sessions(&second.access_token).await, 401, "unauthorized").await;
-        assert_accepted(&app, &first.access_token).await;
+        app.assert_access_accepted(&first.access_token).await;
     }
 
     async fn ending_the_callers_own_session_signs_it_out(app) {
-        let email = verified_account(&app).await;
+        let email = app.verified_account().await;
         let mine = app.log_in(&email, false).await;
         assert_eq!(app.revoke_session(&mine.access_token, &mine.session_id).await.status(), 204);
-        assert_refused(&app, &mine.access_token).await;
+        app.assert_access_refused(&mine.access_token, "the token of a session that ended itself").await;
         problem(app.refresh(&mine.refresh_token).await, 401, "invalid_token").await;
     }
 
     async fn revoking_other_sessions_leaves_only_the_caller(app) {
-        let email = verified_account(&app).await;
+        let email = app.verified_account().await;
         let mine = log_in_as(&app, &email, false, "mine").await;
         let others = [
             log_in_as(&app, &email, false, "second").await,
             log_in_as(&app, &email, true, "third").await,
         ];
-        let someone_else = verified_account(&app).await;
+        let someone_else = app.verified_account().await;
         let someone_else = app.log_in(&someone_else, false).await;
         assert_eq!(sessions(&app, &mine.access_token).await.len(), 3);
 
@@ -409,32 +333,26 @@ on_both_backends! {
         assert_eq!(list[0]["id"], mine.session_id.as_str());
         assert_eq!(list[0]["current"], true);
         for other in &others {
-            assert_refused(&app, &other.access_token).await;
+            app.assert_access_refused(&other.access_token, "the token of a revoked session").await;
             problem(app.refresh(&other.refresh_token).await, 401, "invalid_token").await;
         }
-        assert_accepted(&app, &mine.access_token).await;
-        let response = app.refresh(&mine.refresh_token).await;
-        assert_eq!(response.status(), 200);
+        app.assert_access_accepted(&mine.access_token).await;
+        let mine = ok_tokens(app.refresh(&mine.refresh_token).await).await;
         // Another account's sessions are untouched.
-        assert_accepted(&app, &someone_else.access_token).await;
+        app.assert_access_accepted(&someone_else.access_token).await;
         // With no other session left, it is still 204.
-        let mine: Tokens = response.json().await.expect("a token pair");
         assert_eq!(app.revoke_other_sessions(&mine.access_token).await.status(), 204);
     }
 
     async fn ended_and_expired_sessions_are_not_listed(app) {
-        let email = verified_account(&app).await;
+        let email = app.verified_account().await;
         let short = app.log_in(&email, false).await;
         let logged_out = app.log_in(&email, false).await;
         assert_eq!(app.logout(&logged_out.refresh_token).await.status(), 204);
         let remembered = app.log_in(&email, true).await;
         assert_eq!(sessions(&app, &remembered.access_token).await.len(), 2);
         app.clock.advance(12 * 3_600 + 1);
-        let remembered = {
-            let response = app.refresh(&remembered.refresh_token).await;
-            assert_eq!(response.status(), 200);
-            response.json::<Tokens>().await.expect("a token pair")
-        };
+        let remembered = ok_tokens(app.refresh(&remembered.refresh_token).await).await;
         let list = sessions(&app, &remembered.access_token).await;
         assert_eq!(list.len(), 1, "{list:?}");
         assert_eq!(list[0]["id"], remembered.session_id.as_str());
@@ -450,7 +368,7 @@ on_both_backends! {
 /// success 31 s later; returns the tokens of the success.
 async fn a_history_of_seven_attempts(app: &TestApp, email: &str) -> Tokens {
     for i in 0..5 {
-        let response = login_from(app, email, WRONG, false, &format!("Bad/{i}")).await;
+        let response = login_from(app, email, WRONG_PASSWORD, false, &format!("Bad/{i}")).await;
         assert_eq!(response.status(), 401);
         app.clock.advance(1);
     }
@@ -462,7 +380,7 @@ async fn a_history_of_seven_attempts(app: &TestApp, email: &str) -> Tokens {
 
 on_both_backends! {
     async fn the_login_history_lists_attempts_newest_first(app) {
-        let email = verified_account(&app).await;
+        let email = app.verified_account().await;
         let started = app.clock.now();
         let tokens = a_history_of_seven_attempts(&app, &email).await;
         let entries = history(&app, &tokens.access_token, "").await;
@@ -487,7 +405,7 @@ on_both_backends! {
     }
 
     async fn the_login_history_pages_through_a_next_link(app) {
-        let email = verified_account(&app).await;
+        let email = app.verified_account().await;
         let tokens = a_history_of_seven_attempts(&app, &email).await;
         let everything = history(&app, &tokens.access_token, "").await;
         assert_eq!(everything.len(), 7);
@@ -500,7 +418,9 @@ on_both_backends! {
         while let Some(path) = next {
             assert!(path.starts_with("/v1/account/login-history?"), "{path}");
             assert!(path.contains("limit=2") && path.contains("cursor="), "{path}");
-            let response = get_authed(&app, &path, &tokens.access_token).await;
+            let response = app
+                .send_authed(reqwest::Method::GET, &path, &tokens.access_token, None)
+                .await;
             next = next_link(&response);
             let page = ok_json(response).await.as_array().expect("a list").clone();
             assert!(page.len() <= 2);
@@ -513,7 +433,7 @@ on_both_backends! {
     }
 
     async fn a_history_page_size_outside_one_to_two_hundred_is_refused(app) {
-        let email = verified_account(&app).await;
+        let email = app.verified_account().await;
         let tokens = app.log_in(&email, false).await;
         for query in ["limit=0", "limit=201", "limit=-1", "limit=ten", "cursor=not-a-cursor"] {
             problem(app.login_history(&tokens.access_token, query).await, 400, "invalid_request")
@@ -526,11 +446,11 @@ on_both_backends! {
     async fn unknown_logins_are_not_recorded_anywhere(app) {
         // Attempts on an address before it has an account leave nothing behind for
         // whoever signs it up later, nor in anyone else's history.
-        let bystander = verified_account(&app).await;
+        let bystander = app.verified_account().await;
         let email = unique_email();
         for _ in 0..3 {
-            assert_eq!(login_from(&app, &email, WRONG, false, "Prober/1").await.status(), 401);
-            assert_eq!(login_from(&app, &unique_username(), WRONG, false, "Prober/1").await.status(), 401);
+            assert_eq!(login_from(&app, &email, WRONG_PASSWORD, false, "Prober/1").await.status(), 401);
+            assert_eq!(login_from(&app, &unique_username(), WRONG_PASSWORD, false, "Prober/1").await.status(), 401);
         }
         app.sign_up_verified(&email).await;
         let tokens = log_in_as(&app, &email, false, "Owner/1").await;
@@ -544,13 +464,9 @@ on_both_backends! {
     async fn failures_on_an_unverified_account_are_recorded(app) {
         let email = unique_email();
         assert_eq!(app.sign_up(&email).await.status(), 202);
-        assert_eq!(login_from(&app, &email, WRONG, false, "Early/1").await.status(), 401);
+        assert_eq!(login_from(&app, &email, WRONG_PASSWORD, false, "Early/1").await.status(), 401);
         app.clock.advance(1);
-        let token = app
-            .last_mail_to(&email)
-            .await
-            .and_then(|m| m.link_token("/verify-email"))
-            .expect("a verification link");
+        let token = app.verification_token(&email).await;
         assert_eq!(app.verify_email(&json!({ "token": token })).await.status(), 200);
         let tokens = log_in_as(&app, &email, false, "Later/1").await;
         let entries = history(&app, &tokens.access_token, "").await;
@@ -558,8 +474,8 @@ on_both_backends! {
     }
 
     async fn history_entries_are_kept_ninety_days(app) {
-        let email = verified_account(&app).await;
-        assert_eq!(login_from(&app, &email, WRONG, false, "Old/1").await.status(), 401);
+        let email = app.verified_account().await;
+        assert_eq!(login_from(&app, &email, WRONG_PASSWORD, false, "Old/1").await.status(), 401);
         app.clock.advance(1);
         log_in_as(&app, &email, false, "Old/2").await;
         app.clock.advance(HISTORY_DAYS * DAY - 2);
@@ -579,10 +495,10 @@ on_both_backends! {
 // Entries written within one second keep their order (a sub-second tie-breaker).
 on_both_backends! {
     async fn attempts_within_one_second_are_still_listed_newest_first(app) {
-        let email = verified_account(&app).await;
+        let email = app.verified_account().await;
         for i in 0..3 {
             let agent = format!("Bad/{i}");
-            assert_eq!(login_from(&app, &email, WRONG, false, &agent).await.status(), 401);
+            assert_eq!(login_from(&app, &email, WRONG_PASSWORD, false, &agent).await.status(), 401);
         }
         let tokens = log_in_as(&app, &email, false, "Good/1").await;
         let entries = history(&app, &tokens.access_token, "").await;
@@ -596,28 +512,20 @@ on_both_backends! {
 // DynamoDB round trips
 // ---------------------------------------------------------------------------------
 
-fn calls(app: &TestApp) -> std::collections::BTreeMap<String, usize> {
-    app.calls.as_ref().expect("a call counter").snapshot()
-}
-
-fn counts(pairs: &[(&str, usize)]) -> std::collections::BTreeMap<String, usize> {
-    pairs.iter().map(|(k, v)| ((*k).to_owned(), *v)).collect()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_authenticated_read_is_one_dynamodb_round_trip() {
     let app = TestApp::spawn(Backend::DynamoDb).await;
-    let email = verified_account(&app).await;
+    let email = app.verified_account().await;
     let tokens = app.log_in(&email, false).await;
     let other = app.log_in(&email, false).await;
 
     app.reset_calls();
     ok_json(app.account(&tokens.access_token).await).await;
-    assert_eq!(calls(&app), counts(&[("BatchGetItem", 1)]));
+    assert_eq!(app.dynamodb_calls(), expected_calls(&[("BatchGetItem", 1)]));
 
     app.reset_calls();
     assert_eq!(sessions(&app, &tokens.access_token).await.len(), 2);
-    assert_eq!(calls(&app), counts(&[("Query", 1)]));
+    assert_eq!(app.dynamodb_calls(), expected_calls(&[("Query", 1)]));
 
     app.reset_calls();
     assert_eq!(
@@ -625,7 +533,10 @@ async fn an_authenticated_read_is_one_dynamodb_round_trip() {
         2
     );
     // The session check, then the history query.
-    assert_eq!(calls(&app), counts(&[("BatchGetItem", 1), ("Query", 1)]));
+    assert_eq!(
+        app.dynamodb_calls(),
+        expected_calls(&[("BatchGetItem", 1), ("Query", 1)])
+    );
 
     app.reset_calls();
     assert_eq!(
@@ -634,18 +545,22 @@ async fn an_authenticated_read_is_one_dynamodb_round_trip() {
             .status(),
         204
     );
-    assert_eq!(calls(&app), counts(&[("TransactWriteItems", 1)]));
+    assert_eq!(
+        app.dynamodb_calls(),
+        expected_calls(&[("TransactWriteItems", 1)])
+    );
 
     // A refused token costs nothing.
     app.reset_calls();
-    assert_refused(&app, "not-a-token").await;
-    assert_eq!(app.calls.as_ref().expect("a call counter").total(), 0);
+    app.assert_access_refused("not-a-token", "a malformed token")
+        .await;
+    assert_eq!(app.dynamodb_calls().values().sum::<usize>(), 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn revoking_other_sessions_is_one_query_and_one_transaction() {
     let app = TestApp::spawn(Backend::DynamoDb).await;
-    let email = verified_account(&app).await;
+    let email = app.verified_account().await;
     let tokens = app.log_in(&email, false).await;
     for _ in 0..3 {
         app.log_in(&email, false).await;
@@ -658,7 +573,7 @@ async fn revoking_other_sessions_is_one_query_and_one_transaction() {
         204
     );
     assert_eq!(
-        calls(&app),
-        counts(&[("Query", 1), ("TransactWriteItems", 1)])
+        app.dynamodb_calls(),
+        expected_calls(&[("Query", 1), ("TransactWriteItems", 1)])
     );
 }

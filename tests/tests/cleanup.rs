@@ -12,8 +12,8 @@ use accounts::app::App;
 use accounts::cleanup::{self, CleanupReport};
 use accounts::records::{attr, keys};
 use accounts::store::{Item, Key, Page, Query, Store, TransactError, Write, WriteError};
-use api_tests::{Backend, PASSWORD, TestApp, on_both_backends, on_both_backends_with};
-use api_tests::{unique_email, unique_username};
+use api_tests::{Backend, TestApp, on_both_backends, on_both_backends_with};
+use api_tests::{signup_body, unique_email, unique_username};
 use serde_json::json;
 
 const DAY: i64 = 86_400;
@@ -76,16 +76,11 @@ fn count_with_prefix(sks: &[String], prefix: &str) -> usize {
     sks.iter().filter(|sk| sk.starts_with(prefix)).count()
 }
 
+/// Signs up `email` with `username` (and the test password) as a freelancer.
 async fn sign_up_with_username(app: &TestApp, email: &str, username: &str) {
-    let response = app
-        .signup(&json!({
-            "email": email,
-            "password": PASSWORD,
-            "account_type": "freelancer",
-            "username": username,
-        }))
-        .await;
-    assert_eq!(response.status(), 202);
+    let mut signup = signup_body(email);
+    signup["username"] = json!(username);
+    assert_eq!(app.signup(&signup).await.status(), 202);
 }
 
 on_both_backends! {
@@ -133,11 +128,7 @@ on_both_backends! {
         let new_id = owner_of_email(&app, &email).await.expect("a new email claim");
         assert_ne!(new_id, old_id);
         assert_eq!(owner_of_username(&app, &username).await, Some(new_id));
-        let token = app
-            .last_mail_to(&email)
-            .await
-            .and_then(|mail| mail.link_token("/verify-email"))
-            .expect("a verification link for the new account");
+        let token = app.verification_token(&email).await;
         let verify = app.verify_email(&json!({ "token": token })).await;
         assert_eq!(verify.status(), 200);
         app.log_in(&username, false).await;
@@ -164,11 +155,7 @@ on_both_backends! {
         // read of the index and its delete.
         let resend = app.resend_verification(&json!({ "email": email })).await;
         assert_eq!(resend.status(), 202);
-        let token = app
-            .last_mail_to(&email)
-            .await
-            .and_then(|mail| mail.link_token("/verify-email"))
-            .expect("a fresh verification link");
+        let token = app.verification_token(&email).await;
         let http = app.http.clone();
         let url = format!("{}/v1/email/verify", app.address);
         let verify: BoxFuture<()> = Box::pin(async move {

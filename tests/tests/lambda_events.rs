@@ -5,12 +5,10 @@ use std::sync::Arc;
 
 use accounts::app::App;
 use accounts::clock::ManualClock;
-use accounts::config::Config;
-use accounts::email::EmailAddress;
 use accounts::http::router::Function;
 use accounts::mail::outbox::Outbox;
 use accounts::store::memory::MemoryStore;
-use api_tests::{BASE_URL, Mail, PASSWORD};
+use api_tests::{Mail, PASSWORD, email_verified, test_config};
 use http::HeaderMap;
 use serde_json::{Value, json};
 
@@ -29,20 +27,7 @@ struct Lambda {
 
 impl Lambda {
     fn new(overrides: &[(&str, &str)]) -> Lambda {
-        let defaults = [
-            ("APP_BASE_URL", BASE_URL),
-            ("TABLE_NAME", "accounts-lambda-test"),
-            ("MAIL_FROM", "Account Security <no-reply@accounts.test>"),
-            ("ENUMERATION_FLOOR_MS", "20"),
-        ];
-        let config = Config::from_lookup(|name| {
-            overrides
-                .iter()
-                .chain(defaults.iter())
-                .find(|(key, _)| *key == name)
-                .map(|(_, value)| (*value).to_owned())
-        })
-        .expect("the test configuration is valid");
+        let config = test_config("accounts-lambda-test", overrides);
         let clock = ManualClock::starting_now();
         let store = Arc::new(MemoryStore::new(clock.clone()));
         let outbox = Arc::new(Outbox::new(clock.clone()));
@@ -74,21 +59,12 @@ impl Lambda {
         self.outbox
             .to(address)
             .into_iter()
-            .map(|m| Mail {
-                to: m.to,
-                subject: m.subject,
-                text: m.text,
-                html: m.html,
-            })
+            .map(Mail::from)
             .collect()
     }
 
     async fn is_verified(&self, email: &str) -> Option<bool> {
-        let address = EmailAddress::parse(email).expect("a valid address");
-        accounts::accounts::find_by_email(&self.app, &address)
-            .await
-            .expect("the store answers")
-            .map(|user| user.email_verified)
+        email_verified(&self.app, email).await
     }
 }
 

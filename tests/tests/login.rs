@@ -7,9 +7,10 @@ use std::time::{Duration, Instant};
 
 use accounts::access_token::generate_ed25519_pem;
 use accounts::clock::Clock;
+use api_tests::assert::{problem, rate_limited, token_pair};
 use api_tests::{
-    Backend, PASSWORD, TestApp, Tokens, body, on_both_backends, on_both_backends_with,
-    unique_email, unique_username,
+    Backend, PASSWORD, TestApp, WRONG_PASSWORD, body, expected_calls, header, median,
+    on_both_backends, on_both_backends_with, unique_email, unique_username,
 };
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
@@ -20,8 +21,6 @@ use serde_json::{Value, json};
 const MINUTE: i64 = 60;
 const HOUR: i64 = 3_600;
 const DAY: i64 = 24 * HOUR;
-/// A password that is never anyone's.
-const WRONG: &str = "wrong-password-123";
 /// The audience of access tokens when `JWT_AUDIENCE` is not set.
 const AUDIENCE: &str = "accounts-api";
 
@@ -36,15 +35,6 @@ static PREVIOUS_KEY: LazyLock<String> =
 /// while it runs, the timing test the write guard.
 static CPU: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
 
-/// [`on_both_backends!`], holding a read guard on [`CPU`].
-macro_rules! tests {
-    ($(async fn $name:ident($app:ident) $body:block)*) => {
-        on_both_backends! {
-            $(async fn $name($app) { let _cpu = CPU.read().await; $body })*
-        }
-    };
-}
-
 /// [`on_both_backends_with!`], holding a read guard on [`CPU`].
 macro_rules! tests_with {
     ($overrides:expr; $(async fn $name:ident($app:ident) $body:block)*) => {
@@ -55,132 +45,23 @@ macro_rules! tests_with {
     };
 }
 
+/// [`on_both_backends!`], holding a read guard on [`CPU`]: [`tests_with!`] without
+/// configuration overrides.
+macro_rules! tests {
+    ($(async fn $name:ident($app:ident) $body:block)*) => {
+        tests_with! { &[]; $(async fn $name($app) $body)* }
+    };
+}
+
 // ---------------------------------------------------------------------------------
 // Helpers
 // ---------------------------------------------------------------------------------
-
-/// Asserts a problem document with this status and code, and returns its body.
-async fn problem(response: reqwest::Response, status: u16, code: &str) -> Value {
-    let actual = response.status();
-    let content_type = header(&response, CONTENT_TYPE.as_str());
-    let body = body(response).await;
-    assert_eq!(actual, status, "{body}");
-    assert_eq!(content_type.as_deref(), Some("application/problem+json"));
-    assert_eq!(body["code"], code, "{body}");
-    assert_eq!(body["status"], status, "{body}");
-    body
-}
-
-fn header(response: &reqwest::Response, name: &str) -> Option<String> {
-    response
-        .headers()
-        .get(name)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned)
-}
 
 /// The `Retry-After` seconds of a response (panics without one).
 fn retry_after(response: &reqwest::Response) -> u64 {
     header(response, RETRY_AFTER.as_str())
         .and_then(|v| v.parse().ok())
         .expect("a numeric Retry-After header")
-}
-
-/// Asserts `429 rate_limited` and returns its `Retry-After`.
-async fn rate_limited(response: reqwest::Response) -> u64 {
-    let seconds = retry_after(&response);
-    problem(response, 429, "rate_limited").await;
-    seconds
-}
-
-/// Asserts a successful token response and returns the tokens.
-async fn token_pair(response: reqwest::Response) -> Tokens {
-    let status = response.status();
-    let cache_control = header(&response, CACHE_CONTROL.as_str());
-    let content_type = header(&response, CONTENT_TYPE.as_str());
-    let body = body(response).await;
-    assert_eq!(status, 200, "{body}");
-    assert_eq!(cache_control.as_deref(), Some("no-store"));
-    assert_eq!(content_type.as_deref(), Some("application/json"));
-    let mut keys: Vec<&str> = body
-        .as_object()
-        .expect("an object")
-        .keys()
-        .map(String::as_str)
-        .collect();
-    keys.sort_unstable();
-    assert_eq!(
-        keys,
-        [
-            "access_token",
-            "expires_in",
-            "refresh_token",
-            "session_id",
-            "token_type"
-        ]
-    );
-    assert_eq!(body["token_type"], "Bearer");
-    serde_json::from_value(body).expect("a token pair")
-}
-
-/// `POST /v1/login` with a password.
-async fn attempt(app: &TestApp, login: &str, password: &str) -> reqwest::Response {
-    app.login(&json!({ "login": login, "password": password }))
-        .await
-}
-
-/// Signs up and verifies an account with a username; returns (email, username).
-async fn sign_up_with_username(app: &TestApp) -> (String, String) {
-    let (email, username) = (unique_email(), unique_username());
-    let response = app
-        .signup(&json!({
-            "email": email,
-            "password": PASSWORD,
-            "account_type": "client",
-            "username": username,
-        }))
-        .await;
-    assert_eq!(response.status(), 202);
-    let token = app
-        .last_mail_to(&email)
-        .await
-        .and_then(|m| m.link_token("/verify-email"))
-        .expect("a verification link");
-    let verified = app.verify_email(&json!({ "token": token })).await;
-    assert_eq!(verified.status(), 200);
-    (email, username)
-}
-
-/// A verified account's email.
-async fn verified_account(app: &TestApp) -> String {
-    let email = unique_email();
-    app.sign_up_verified(&email).await;
-    email
-}
-
-/// Asserts that an access token is refused on `GET /v1/account`.
-async fn assert_refused(app: &TestApp, access_token: &str, case: &str) {
-    let response = app.account(access_token).await;
-    assert_eq!(response.status(), 401, "{case} was accepted");
-    problem(response, 401, "unauthorized").await;
-}
-
-/// Asserts that an access token works on `GET /v1/account`.
-async fn assert_accepted(app: &TestApp, access_token: &str) {
-    let response = app.account(access_token).await;
-    let status = response.status();
-    let body = body(response).await;
-    assert_eq!(status, 200, "{body}");
-}
-
-/// Asserts that a refresh token is refused.
-async fn assert_refresh_refused(app: &TestApp, refresh_token: &str) {
-    problem(app.refresh(refresh_token).await, 401, "invalid_token").await;
-}
-
-fn median(mut samples: Vec<Duration>) -> Duration {
-    samples.sort();
-    samples[samples.len() / 2]
 }
 
 // JWT forging ------------------------------------------------------------------------
@@ -268,7 +149,7 @@ fn with(claims: &Value, name: &str, value: Value) -> Value {
 
 tests! {
     async fn a_verified_account_logs_in_by_email_in_any_case(app) {
-        let email = verified_account(&app).await;
+        let email = app.verified_account().await;
         for typed in [email.clone(), email.to_uppercase(), format!("  {}  ", email.replacen('u', "U", 1))] {
             let tokens = token_pair(
                 app.login(&json!({ "login": typed, "password": PASSWORD })).await,
@@ -284,7 +165,7 @@ tests! {
     }
 
     async fn a_verified_account_logs_in_by_username_in_any_case(app) {
-        let (email, username) = sign_up_with_username(&app).await;
+        let (email, username) = app.verified_account_with_username().await;
         for typed in [username.clone(), username.to_uppercase()] {
             let tokens = token_pair(
                 app.login(&json!({ "login": typed, "password": PASSWORD, "remember_me": false }))
@@ -300,7 +181,7 @@ tests! {
     }
 
     async fn each_login_starts_its_own_session(app) {
-        let email = verified_account(&app).await;
+        let email = app.verified_account().await;
         let first = app.log_in(&email, false).await;
         let second = app.log_in(&email, false).await;
         assert_ne!(first.session_id, second.session_id);
@@ -310,17 +191,17 @@ tests! {
     async fn an_unverified_account_with_the_right_password_is_told_to_verify(app) {
         let email = unique_email();
         assert_eq!(app.sign_up(&email).await.status(), 202);
-        let body = problem(attempt(&app, &email, PASSWORD).await, 403, "email_not_verified").await;
+        let body = problem(app.try_log_in(&email, PASSWORD).await, 403, "email_not_verified").await;
         assert!(body.get("access_token").is_none());
     }
 
     async fn a_wrong_password_and_an_unknown_login_get_byte_identical_answers(app) {
-        let verified = verified_account(&app).await;
+        let verified = app.verified_account().await;
         let unverified = unique_email();
         assert_eq!(app.sign_up(&unverified).await.status(), 202);
-        let (_, username) = sign_up_with_username(&app).await;
+        let (_, username) = app.verified_account_with_username().await;
 
-        let reference = attempt(&app, &unique_email(), WRONG).await;
+        let reference = app.try_log_in(&unique_email(), WRONG_PASSWORD).await;
         let reference_headers = (
             reference.status(),
             header(&reference, CONTENT_TYPE.as_str()),
@@ -333,9 +214,9 @@ tests! {
         assert_eq!(reference_headers.1.as_deref(), Some("application/problem+json"));
 
         let cases: Vec<(&str, Value)> = vec![
-            ("wrong password", json!({ "login": verified, "password": WRONG })),
-            ("wrong password by username", json!({ "login": username, "password": WRONG })),
-            ("wrong password, unverified", json!({ "login": unverified, "password": WRONG })),
+            ("wrong password", json!({ "login": verified, "password": WRONG_PASSWORD })),
+            ("wrong password by username", json!({ "login": username, "password": WRONG_PASSWORD })),
+            ("wrong password, unverified", json!({ "login": unverified, "password": WRONG_PASSWORD })),
             ("empty password", json!({ "login": verified, "password": "" })),
             ("unknown email", json!({ "login": unique_email(), "password": PASSWORD })),
             ("unknown username", json!({ "login": unique_username(), "password": PASSWORD })),
@@ -356,7 +237,7 @@ tests! {
     }
 
     async fn a_login_body_with_unknown_fields_is_refused(app) {
-        let email = verified_account(&app).await;
+        let email = app.verified_account().await;
         let response = app
             .login(&json!({ "login": email, "password": PASSWORD, "admin": true }))
             .await;
@@ -377,14 +258,14 @@ async fn login_timings(app: &TestApp, accounts: &[String], samples: usize) -> (D
                 (account.clone(), &mut wrong)
             };
             let started = Instant::now();
-            let response = attempt(app, &login, WRONG).await;
+            let response = app.try_log_in(&login, WRONG_PASSWORD).await;
             times.push(started.elapsed());
             assert_eq!(response.status(), 401);
         }
     }
     // Clear the accounts' failure counts for the next round.
     for account in accounts {
-        token_pair(attempt(app, account, PASSWORD).await).await;
+        token_pair(app.try_log_in(account, PASSWORD).await).await;
     }
     (median(unknown), median(wrong))
 }
@@ -395,12 +276,12 @@ on_both_backends_with! {
         // Spread the wrong passwords over accounts so that no account backs off.
         let mut accounts = Vec::new();
         for _ in 0..4 {
-            accounts.push(verified_account(&app).await);
+            accounts.push(app.verified_account().await);
         }
         let _alone = CPU.write().await;
         // Warm up both paths (the dummy hash is made on first use).
-        problem(attempt(&app, &unique_email(), WRONG).await, 401, "invalid_credentials").await;
-        problem(attempt(&app, &accounts[3], WRONG).await, 401, "invalid_credentials").await;
+        problem(app.try_log_in(&unique_email(), WRONG_PASSWORD).await, 401, "invalid_credentials").await;
+        problem(app.try_log_in(&accounts[3], WRONG_PASSWORD).await, 401, "invalid_credentials").await;
 
         // Other processes may share the two cores: a round disturbed by them is measured
         // again, but a real difference between the paths fails every round.
@@ -424,45 +305,45 @@ on_both_backends_with! {
 
 tests! {
     async fn five_failures_lock_an_account_for_thirty_seconds_even_with_the_right_password(app) {
-        let email = verified_account(&app).await;
+        let email = app.verified_account().await;
         for _ in 0..5 {
-            problem(attempt(&app, &email, WRONG).await, 401, "invalid_credentials").await;
+            problem(app.try_log_in(&email, WRONG_PASSWORD).await, 401, "invalid_credentials").await;
         }
-        let seconds = rate_limited(attempt(&app, &email, PASSWORD).await).await;
+        let seconds = rate_limited(app.try_log_in(&email, PASSWORD).await).await;
         assert!((29..=30).contains(&seconds), "Retry-After {seconds}");
         // Still locked a little later, with less to wait.
         app.clock.advance(10);
-        let seconds = rate_limited(attempt(&app, &email, PASSWORD).await).await;
+        let seconds = rate_limited(app.try_log_in(&email, PASSWORD).await).await;
         assert!((19..=20).contains(&seconds), "Retry-After {seconds}");
     }
 
     async fn a_success_after_the_back_off_resets_the_count(app) {
-        let email = verified_account(&app).await;
+        let email = app.verified_account().await;
         for _ in 0..5 {
-            problem(attempt(&app, &email, WRONG).await, 401, "invalid_credentials").await;
+            problem(app.try_log_in(&email, WRONG_PASSWORD).await, 401, "invalid_credentials").await;
         }
-        rate_limited(attempt(&app, &email, PASSWORD).await).await;
+        rate_limited(app.try_log_in(&email, PASSWORD).await).await;
         app.clock.advance(31);
-        token_pair(attempt(&app, &email, PASSWORD).await).await;
+        token_pair(app.try_log_in(&email, PASSWORD).await).await;
         // Five fresh failures are allowed again, then the first back-off (not a doubled one).
         for _ in 0..5 {
-            problem(attempt(&app, &email, WRONG).await, 401, "invalid_credentials").await;
+            problem(app.try_log_in(&email, WRONG_PASSWORD).await, 401, "invalid_credentials").await;
         }
-        let seconds = rate_limited(attempt(&app, &email, PASSWORD).await).await;
+        let seconds = rate_limited(app.try_log_in(&email, PASSWORD).await).await;
         assert!((29..=30).contains(&seconds), "Retry-After {seconds}");
     }
 
     async fn each_failure_after_the_back_off_doubles_it_up_to_fifteen_minutes(app) {
-        let email = verified_account(&app).await;
+        let email = app.verified_account().await;
         for _ in 0..5 {
-            problem(attempt(&app, &email, WRONG).await, 401, "invalid_credentials").await;
+            problem(app.try_log_in(&email, WRONG_PASSWORD).await, 401, "invalid_credentials").await;
         }
-        let mut wait = rate_limited(attempt(&app, &email, WRONG).await).await;
+        let mut wait = rate_limited(app.try_log_in(&email, WRONG_PASSWORD).await).await;
         assert!((29..=30).contains(&wait), "Retry-After {wait}");
         for expected in [60, 120, 240, 480, 900, 900] {
             app.clock.advance(i64::try_from(wait).expect("small") + 1);
-            problem(attempt(&app, &email, WRONG).await, 401, "invalid_credentials").await;
-            wait = rate_limited(attempt(&app, &email, PASSWORD).await).await;
+            problem(app.try_log_in(&email, WRONG_PASSWORD).await, 401, "invalid_credentials").await;
+            wait = rate_limited(app.try_log_in(&email, PASSWORD).await).await;
             assert!(
                 (expected - 1..=expected).contains(&wait),
                 "Retry-After {wait}, expected {expected}"
@@ -471,7 +352,7 @@ tests! {
     }
 
     async fn case_variants_of_an_email_share_one_counter_and_of_a_username_another(app) {
-        let (email, username) = sign_up_with_username(&app).await;
+        let (email, username) = app.verified_account_with_username().await;
         let email_variants = [
             email.to_uppercase(),
             email.replacen("user", "USER", 1),
@@ -480,17 +361,17 @@ tests! {
             email.clone(),
         ];
         for login in &email_variants {
-            problem(attempt(&app, login, WRONG).await, 401, "invalid_credentials").await;
+            problem(app.try_log_in(login, WRONG_PASSWORD).await, 401, "invalid_credentials").await;
         }
-        let seconds = rate_limited(attempt(&app, &email, PASSWORD).await).await;
+        let seconds = rate_limited(app.try_log_in(&email, PASSWORD).await).await;
         assert!((29..=30).contains(&seconds), "Retry-After {seconds}");
         // The username has a counter of its own: a public username locked by strangers
         // must not reveal which address belongs to it (and vice versa).
         app.log_in(&username, false).await;
         for login in [username.to_uppercase(), username.clone()].iter().cycle().take(5) {
-            problem(attempt(&app, login, WRONG).await, 401, "invalid_credentials").await;
+            problem(app.try_log_in(login, WRONG_PASSWORD).await, 401, "invalid_credentials").await;
         }
-        rate_limited(attempt(&app, &username.to_uppercase(), PASSWORD).await).await;
+        rate_limited(app.try_log_in(&username.to_uppercase(), PASSWORD).await).await;
     }
 
     async fn unicode_variants_of_an_email_share_one_counter(app) {
@@ -506,7 +387,7 @@ tests! {
         ];
         let mut failures = 0;
         for login in &variants {
-            let response = attempt(&app, login, WRONG).await;
+            let response = app.try_log_in(login, WRONG_PASSWORD).await;
             if response.status() == 401 {
                 failures += 1;
             }
@@ -514,56 +395,56 @@ tests! {
         }
         assert_eq!(failures, 5);
         // Locked: the right password (of the unverified account) is refused for now.
-        rate_limited(attempt(&app, &email, PASSWORD).await).await;
+        rate_limited(app.try_log_in(&email, PASSWORD).await).await;
     }
 
     async fn unknown_logins_lock_exactly_like_known_ones(app) {
-        let known = verified_account(&app).await;
+        let known = app.verified_account().await;
         let unknown = unique_email();
         for _ in 0..5 {
-            let a = attempt(&app, &known, WRONG).await;
-            let b = attempt(&app, &unknown.to_uppercase(), WRONG).await;
+            let a = app.try_log_in(&known, WRONG_PASSWORD).await;
+            let b = app.try_log_in(&unknown.to_uppercase(), WRONG_PASSWORD).await;
             assert_eq!(a.status(), b.status());
             assert_eq!(a.bytes().await.expect("body"), b.bytes().await.expect("body"));
         }
-        let known_locked = attempt(&app, &known, PASSWORD).await;
-        let unknown_locked = attempt(&app, &unknown, PASSWORD).await;
+        let known_locked = app.try_log_in(&known, PASSWORD).await;
+        let unknown_locked = app.try_log_in(&unknown, PASSWORD).await;
         assert_eq!(retry_after(&known_locked), retry_after(&unknown_locked));
         let seconds = rate_limited(known_locked).await;
         assert!((29..=30).contains(&seconds), "Retry-After {seconds}");
         rate_limited(unknown_locked).await;
         app.clock.advance(31);
-        problem(attempt(&app, &unknown, WRONG).await, 401, "invalid_credentials").await;
-        let doubled = rate_limited(attempt(&app, &unknown, WRONG).await).await;
+        problem(app.try_log_in(&unknown, WRONG_PASSWORD).await, 401, "invalid_credentials").await;
+        let doubled = rate_limited(app.try_log_in(&unknown, WRONG_PASSWORD).await).await;
         assert!((59..=60).contains(&doubled), "Retry-After {doubled}");
     }
 
     async fn one_account_backing_off_does_not_lock_another(app) {
-        let locked = verified_account(&app).await;
-        let other = verified_account(&app).await;
+        let locked = app.verified_account().await;
+        let other = app.verified_account().await;
         for _ in 0..5 {
-            problem(attempt(&app, &locked, WRONG).await, 401, "invalid_credentials").await;
+            problem(app.try_log_in(&locked, WRONG_PASSWORD).await, 401, "invalid_credentials").await;
         }
-        rate_limited(attempt(&app, &locked, PASSWORD).await).await;
-        token_pair(attempt(&app, &other, PASSWORD).await).await;
+        rate_limited(app.try_log_in(&locked, PASSWORD).await).await;
+        token_pair(app.try_log_in(&other, PASSWORD).await).await;
     }
 }
 
 tests_with! {
     &[("LOGIN_FAILURES_PER_IP_PER_HOUR", "3")];
     async fn an_ip_over_its_hourly_failure_cap_is_refused_for_every_login(app) {
-        let first = verified_account(&app).await;
-        let second = verified_account(&app).await;
-        problem(attempt(&app, &unique_email(), WRONG).await, 401, "invalid_credentials").await;
-        problem(attempt(&app, &first, WRONG).await, 401, "invalid_credentials").await;
-        problem(attempt(&app, &unique_username(), WRONG).await, 401, "invalid_credentials").await;
+        let first = app.verified_account().await;
+        let second = app.verified_account().await;
+        problem(app.try_log_in(&unique_email(), WRONG_PASSWORD).await, 401, "invalid_credentials").await;
+        problem(app.try_log_in(&first, WRONG_PASSWORD).await, 401, "invalid_credentials").await;
+        problem(app.try_log_in(&unique_username(), WRONG_PASSWORD).await, 401, "invalid_credentials").await;
         // The fourth attempt from this IP, on an account without any failure.
-        let seconds = rate_limited(attempt(&app, &second, PASSWORD).await).await;
+        let seconds = rate_limited(app.try_log_in(&second, PASSWORD).await).await;
         assert!((1..=3_600).contains(&seconds), "Retry-After {seconds}");
-        rate_limited(attempt(&app, &unique_email(), WRONG).await).await;
+        rate_limited(app.try_log_in(&unique_email(), WRONG_PASSWORD).await).await;
         // The cap is per hour.
         app.clock.advance(i64::try_from(seconds).expect("small") + 1);
-        token_pair(attempt(&app, &second, PASSWORD).await).await;
+        token_pair(app.try_log_in(&second, PASSWORD).await).await;
     }
 }
 
@@ -573,60 +454,60 @@ tests_with! {
 
 tests! {
     async fn an_access_token_lives_fifteen_minutes(app) {
-        let email = verified_account(&app).await;
+        let email = app.verified_account().await;
         let tokens = app.log_in(&email, false).await;
         assert_eq!(tokens.expires_in, 15 * MINUTE);
         app.clock.advance(15 * MINUTE - 1);
-        assert_accepted(&app, &tokens.access_token).await;
+        app.assert_access_accepted(&tokens.access_token).await;
         app.clock.advance(2);
-        assert_refused(&app, &tokens.access_token, "an expired access token").await;
+        app.assert_access_refused(&tokens.access_token, "an expired access token").await;
         // The session itself lives on: a refresh gets a fresh access token.
         let next = token_pair(app.refresh(&tokens.refresh_token).await).await;
         assert_eq!(next.expires_in, 15 * MINUTE);
-        assert_accepted(&app, &next.access_token).await;
+        app.assert_access_accepted(&next.access_token).await;
     }
 
     async fn a_session_without_remember_me_ends_after_twelve_hours(app) {
-        let email = verified_account(&app).await;
+        let email = app.verified_account().await;
         let tokens = app.log_in(&email, false).await;
         app.clock.advance(12 * HOUR - 100);
         let late = token_pair(app.refresh(&tokens.refresh_token).await).await;
         // An access token never outlives its session.
         assert_eq!(late.expires_in, 100);
-        assert_accepted(&app, &late.access_token).await;
+        app.assert_access_accepted(&late.access_token).await;
         app.clock.advance(101);
-        assert_refresh_refused(&app, &late.refresh_token).await;
-        assert_refused(&app, &late.access_token, "a token of an ended session").await;
+        app.assert_refresh_refused(&late.refresh_token).await;
+        app.assert_access_refused(&late.access_token, "a token of an ended session").await;
     }
 
     async fn a_session_without_remember_me_ends_at_twelve_hours_even_unrefreshed(app) {
-        let email = verified_account(&app).await;
+        let email = app.verified_account().await;
         let tokens = app.log_in(&email, false).await;
         app.clock.advance(12 * HOUR + 1);
-        assert_refresh_refused(&app, &tokens.refresh_token).await;
+        app.assert_refresh_refused(&tokens.refresh_token).await;
     }
 
     async fn a_remember_me_session_outlives_twelve_hours(app) {
-        let email = verified_account(&app).await;
+        let email = app.verified_account().await;
         let tokens = app.log_in(&email, true).await;
         assert_eq!(tokens.expires_in, 15 * MINUTE);
         app.clock.advance(12 * HOUR + 1);
         let next = token_pair(app.refresh(&tokens.refresh_token).await).await;
         assert_eq!(next.expires_in, 15 * MINUTE);
-        assert_accepted(&app, &next.access_token).await;
+        app.assert_access_accepted(&next.access_token).await;
     }
 
     async fn a_remember_me_session_ends_after_seven_idle_days(app) {
-        let email = verified_account(&app).await;
+        let email = app.verified_account().await;
         let tokens = app.log_in(&email, true).await;
         app.clock.advance(7 * DAY - 1);
         let next = token_pair(app.refresh(&tokens.refresh_token).await).await;
         app.clock.advance(7 * DAY + 1);
-        assert_refresh_refused(&app, &next.refresh_token).await;
+        app.assert_refresh_refused(&next.refresh_token).await;
     }
 
     async fn refreshing_every_six_days_keeps_a_remember_me_session_for_thirty_days(app) {
-        let email = verified_account(&app).await;
+        let email = app.verified_account().await;
         let mut tokens = app.log_in(&email, true).await;
         for _ in 0..4 {
             app.clock.advance(6 * DAY);
@@ -637,10 +518,10 @@ tests! {
         app.clock.advance(6 * DAY - 1);
         tokens = token_pair(app.refresh(&tokens.refresh_token).await).await;
         assert_eq!(tokens.expires_in, 1);
-        assert_accepted(&app, &tokens.access_token).await;
+        app.assert_access_accepted(&tokens.access_token).await;
         app.clock.advance(2);
-        assert_refresh_refused(&app, &tokens.refresh_token).await;
-        assert_refused(&app, &tokens.access_token, "a token of an ended session").await;
+        app.assert_refresh_refused(&tokens.refresh_token).await;
+        app.assert_access_refused(&tokens.access_token, "a token of an ended session").await;
     }
 }
 
@@ -652,7 +533,7 @@ tests_with! {
         ("REMEMBER_ME_IDLE_DAYS", "1"),
     ];
     async fn session_and_token_lifetimes_are_configurable(app) {
-        let email = verified_account(&app).await;
+        let email = app.verified_account().await;
 
         let short = app.log_in(&email, false).await;
         assert_eq!(short.expires_in, 5 * MINUTE);
@@ -661,38 +542,38 @@ tests_with! {
         assert_eq!(remembered.expires_in, 5 * MINUTE);
 
         app.clock.advance(5 * MINUTE + 1);
-        assert_refused(&app, &short.access_token, "a 5-minute token after 5 minutes").await;
+        app.assert_access_refused(&short.access_token, "a 5-minute token after 5 minutes").await;
         app.clock.advance(HOUR - 5 * MINUTE - 11);
         // 10 s before the 1-hour session ends.
         let short = token_pair(app.refresh(&short.refresh_token).await).await;
         assert_eq!(short.expires_in, 10);
         app.clock.advance(11);
-        assert_refresh_refused(&app, &short.refresh_token).await;
+        app.assert_refresh_refused(&short.refresh_token).await;
 
         // Remember me: refreshed daily, it lasts two days; idle one day, it ends.
         let remembered = token_pair(app.refresh(&remembered.refresh_token).await).await;
         app.clock.advance(DAY - HOUR);
         let remembered = token_pair(app.refresh(&remembered.refresh_token).await).await;
-        assert_refresh_refused(&app, &idle.refresh_token).await;
+        app.assert_refresh_refused(&idle.refresh_token).await;
         app.clock.advance(DAY - 11);
         let remembered = token_pair(app.refresh(&remembered.refresh_token).await).await;
         assert_eq!(remembered.expires_in, 10);
         app.clock.advance(11);
-        assert_refresh_refused(&app, &remembered.refresh_token).await;
+        app.assert_refresh_refused(&remembered.refresh_token).await;
     }
 }
 
 tests_with! {
     &[("ACCESS_TOKEN_MINUTES", "2880"), ("REMEMBER_ME_IDLE_DAYS", "1")];
     async fn an_idle_remember_me_session_refuses_its_unexpired_access_token(app) {
-        let email = verified_account(&app).await;
+        let email = app.verified_account().await;
         let tokens = app.log_in(&email, true).await;
         assert_eq!(tokens.expires_in, 2 * DAY);
         app.clock.advance(DAY - 1);
-        assert_accepted(&app, &tokens.access_token).await;
+        app.assert_access_accepted(&tokens.access_token).await;
         app.clock.advance(2);
-        assert_refused(&app, &tokens.access_token, "the token of an idle session").await;
-        assert_refresh_refused(&app, &tokens.refresh_token).await;
+        app.assert_access_refused(&tokens.access_token, "the token of an idle session").await;
+        app.assert_refresh_refused(&tokens.refresh_token).await;
     }
 }
 
@@ -702,7 +583,7 @@ tests_with! {
 
 tests! {
     async fn a_refresh_rotates_the_pair_and_keeps_the_session(app) {
-        let email = verified_account(&app).await;
+        let email = app.verified_account().await;
         let first = app.log_in(&email, false).await;
         app.clock.advance(5);
         let second = token_pair(app.refresh(&first.refresh_token).await).await;
@@ -710,35 +591,35 @@ tests! {
         assert_ne!(second.access_token, first.access_token);
         assert_eq!(second.session_id, first.session_id);
         assert_eq!(second.expires_in, 900);
-        assert_accepted(&app, &second.access_token).await;
+        app.assert_access_accepted(&second.access_token).await;
         let third = token_pair(app.refresh(&second.refresh_token).await).await;
-        assert_accepted(&app, &third.access_token).await;
+        app.assert_access_accepted(&third.access_token).await;
     }
 
     async fn a_spent_refresh_token_presented_again_ends_the_session(app) {
-        let email = verified_account(&app).await;
+        let email = app.verified_account().await;
         let first = app.log_in(&email, false).await;
         app.clock.advance(5);
         let second = token_pair(app.refresh(&first.refresh_token).await).await;
-        assert_refresh_refused(&app, &first.refresh_token).await;
+        app.assert_refresh_refused(&first.refresh_token).await;
         // Reuse detected: the thief's and the owner's tokens all stop working.
-        assert_refresh_refused(&app, &second.refresh_token).await;
-        assert_refused(&app, &second.access_token, "the access token of a reused session").await;
-        assert_refused(&app, &first.access_token, "the first access token").await;
+        app.assert_refresh_refused(&second.refresh_token).await;
+        app.assert_access_refused(&second.access_token, "the access token of a reused session").await;
+        app.assert_access_refused(&first.access_token, "the first access token").await;
     }
 
     async fn a_reuse_of_a_spent_token_does_not_touch_other_sessions(app) {
-        let email = verified_account(&app).await;
+        let email = app.verified_account().await;
         let stolen = app.log_in(&email, false).await;
         let other = app.log_in(&email, false).await;
         token_pair(app.refresh(&stolen.refresh_token).await).await;
-        assert_refresh_refused(&app, &stolen.refresh_token).await;
-        assert_accepted(&app, &other.access_token).await;
+        app.assert_refresh_refused(&stolen.refresh_token).await;
+        app.assert_access_accepted(&other.access_token).await;
         token_pair(app.refresh(&other.refresh_token).await).await;
     }
 
     async fn a_garbage_or_tampered_refresh_token_is_refused_without_ending_the_session(app) {
-        let email = verified_account(&app).await;
+        let email = app.verified_account().await;
         let tokens = app.log_in(&email, false).await;
         let (selector, _) = tokens.refresh_token.split_once('.').expect("selector.verifier");
         let tampered = format!("{selector}.{}", "A".repeat(43));
@@ -750,35 +631,20 @@ tests! {
             tokens.access_token.as_str(),
             &format!("{}x", tokens.refresh_token),
         ] {
-            assert_refresh_refused(&app, garbage).await;
+            app.assert_refresh_refused(garbage).await;
         }
         // None of these was the spent token: the session lives on.
-        assert_accepted(&app, &tokens.access_token).await;
+        app.assert_access_accepted(&tokens.access_token).await;
         token_pair(app.refresh(&tokens.refresh_token).await).await;
     }
 
     async fn twenty_concurrent_refreshes_with_one_token_yield_exactly_one_pair(app) {
-        let email = verified_account(&app).await;
+        let email = app.verified_account().await;
         let tokens = app.log_in(&email, false).await;
-        let mut tasks = tokio::task::JoinSet::new();
-        for _ in 0..20 {
-            let (http, url) = (app.http.clone(), format!("{}/v1/token/refresh", app.address));
-            let token = tokens.refresh_token.clone();
-            tasks.spawn(async move {
-                let response = http
-                    .post(url)
-                    .json(&json!({ "refresh_token": token }))
-                    .send()
-                    .await
-                    .expect("the request is sent");
-                let status = response.status().as_u16();
-                (status, body(response).await)
-            });
-        }
+        let refreshes = vec![json!({ "refresh_token": tokens.refresh_token }); 20];
         let mut pairs = 0;
         let mut refused = 0;
-        while let Some(result) = tasks.join_next().await {
-            let (status, body) = result.expect("the task ran");
+        for (status, body) in app.post_concurrently("/v1/token/refresh", refreshes).await {
             match status {
                 200 => {
                     assert!(body["refresh_token"].is_string(), "{body}");
@@ -795,29 +661,29 @@ tests! {
     }
 
     async fn logout_ends_the_session_and_its_unexpired_access_token(app) {
-        let email = verified_account(&app).await;
+        let email = app.verified_account().await;
         let tokens = app.log_in(&email, false).await;
         let other = app.log_in(&email, false).await;
-        assert_accepted(&app, &tokens.access_token).await;
+        app.assert_access_accepted(&tokens.access_token).await;
         let response = app.logout(&tokens.refresh_token).await;
         assert_eq!(response.status(), 204);
         assert!(response.bytes().await.expect("a body").is_empty());
-        assert_refresh_refused(&app, &tokens.refresh_token).await;
-        assert_refused(&app, &tokens.access_token, "a logged-out access token").await;
+        app.assert_refresh_refused(&tokens.refresh_token).await;
+        app.assert_access_refused(&tokens.access_token, "a logged-out access token").await;
         // Logging out twice is fine; the other session is untouched.
         assert_eq!(app.logout(&tokens.refresh_token).await.status(), 204);
-        assert_accepted(&app, &other.access_token).await;
+        app.assert_access_accepted(&other.access_token).await;
     }
 
     async fn logout_with_a_garbage_token_is_a_no_op(app) {
-        let email = verified_account(&app).await;
+        let email = app.verified_account().await;
         let tokens = app.log_in(&email, false).await;
         assert_eq!(app.logout("garbage").await.status(), 204);
         let (selector, _) = tokens.refresh_token.split_once('.').expect("selector.verifier");
         let forged = format!("{selector}.{}", "A".repeat(43));
         assert_eq!(app.logout(&forged).await.status(), 204);
         // Knowing a session's selector is not enough to end it.
-        assert_accepted(&app, &tokens.access_token).await;
+        app.assert_access_accepted(&tokens.access_token).await;
     }
 }
 
@@ -835,7 +701,7 @@ tests! {
         assert_eq!(key["alg"], "EdDSA");
         assert!(key["x"].as_str().is_some_and(|x| URL_SAFE_NO_PAD.decode(x).is_ok_and(|b| b.len() == 32)));
         assert!(key.get("d").is_none(), "the private key is published: {key}");
-        let email = verified_account(&app).await;
+        let email = app.verified_account().await;
         let tokens = app.log_in(&email, false).await;
         assert_eq!(key["kid"].as_str(), Some(kid_of(&tokens.access_token).as_str()));
         let header = jwt_part(&tokens.access_token, 0);
@@ -851,7 +717,7 @@ tests! {
     }
 
     async fn a_missing_or_malformed_authorization_header_is_refused(app) {
-        let email = verified_account(&app).await;
+        let email = app.verified_account().await;
         let tokens = app.log_in(&email, false).await;
         let url = format!("{}/v1/account", app.address);
         problem(app.http.get(&url).send().await.expect("sent"), 401, "unauthorized").await;
@@ -877,7 +743,7 @@ tests! {
 tests_with! {
     &[("JWT_SIGNING_KEY", SIGNING_KEY.as_str())];
     async fn tokens_not_signed_by_the_server_key_are_refused(app) {
-        let email = verified_account(&app).await;
+        let email = app.verified_account().await;
         let tokens = app.log_in(&email, false).await;
         let kid = jwks_keys(&app).await[0]["kid"].as_str().expect("a kid").to_owned();
         assert_eq!(kid, kid_of(&tokens.access_token));
@@ -888,7 +754,7 @@ tests_with! {
         let other_key = generate_ed25519_pem().expect("a key");
 
         // The forging works: the same claims signed with the server's key pass.
-        assert_accepted(&app, &sign_ed25519(&SIGNING_KEY, &kid, &claims)).await;
+        app.assert_access_accepted(&sign_ed25519(&SIGNING_KEY, &kid, &claims)).await;
 
         let cases: Vec<(&str, String)> = vec![
             ("alg none", assemble(&json!({ "alg": "none", "typ": "JWT", "kid": kid }), &claims, "")),
@@ -920,18 +786,18 @@ tests_with! {
             }),
         ];
         for (case, token) in cases {
-            assert_refused(&app, &token, case).await;
+            app.assert_access_refused(&token, case).await;
         }
         // The genuine token still works.
-        assert_accepted(&app, &tokens.access_token).await;
+        app.assert_access_accepted(&tokens.access_token).await;
     }
 
     async fn validly_signed_tokens_with_wrong_claims_are_refused(app) {
-        let email = verified_account(&app).await;
+        let email = app.verified_account().await;
         let tokens = app.log_in(&email, false).await;
         let other_session = app.log_in(&email, false).await;
         assert_eq!(app.logout(&other_session.refresh_token).await.status(), 204);
-        let someone_else = verified_account(&app).await;
+        let someone_else = app.verified_account().await;
         let someone_else = app.log_in(&someone_else, false).await;
 
         let kid = kid_of(&tokens.access_token);
@@ -939,7 +805,7 @@ tests_with! {
         let now = app.clock.now();
         let exp = claims["exp"].as_i64().expect("exp");
         let sign = |claims: Value| sign_ed25519(&SIGNING_KEY, &kid, &claims);
-        assert_accepted(&app, &sign(claims.clone())).await;
+        app.assert_access_accepted(&sign(claims.clone())).await;
 
         let cases: Vec<(&str, Value)> = vec![
             ("string exp", with(&claims, "exp", json!(exp.to_string()))),
@@ -961,12 +827,11 @@ tests_with! {
             ("missing sub", with(&claims, "sub", Value::Null)),
         ];
         for (case, claims) in cases {
-            assert_refused(&app, &sign(claims), case).await;
+            app.assert_access_refused(&sign(claims), case).await;
         }
         // The other account's token names its own account: swapping the sub is refused.
         let theirs = jwt_part(&someone_else.access_token, 1);
-        assert_refused(
-            &app,
+        app.assert_access_refused(
             &sign(with(&claims, "sub", theirs["sub"].clone())),
             "our session under their account",
         )
@@ -988,7 +853,7 @@ tests_with! {
             assert_eq!(key["alg"], "EdDSA");
             assert!(key.get("d").is_none());
         }
-        let email = verified_account(&app).await;
+        let email = app.verified_account().await;
         let tokens = app.log_in(&email, false).await;
         let current = kid_of(&tokens.access_token);
         let previous = keys
@@ -999,10 +864,10 @@ tests_with! {
             .to_owned();
         let claims = jwt_part(&tokens.access_token, 1);
         // A token signed before the rotation still works...
-        assert_accepted(&app, &sign_ed25519(&PREVIOUS_KEY, &previous, &claims)).await;
+        app.assert_access_accepted(&sign_ed25519(&PREVIOUS_KEY, &previous, &claims)).await;
         // ...but only with the key its kid names.
-        assert_refused(&app, &sign_ed25519(&PREVIOUS_KEY, &current, &claims), "previous key, current kid").await;
-        assert_refused(&app, &sign_ed25519(&SIGNING_KEY, &previous, &claims), "current key, previous kid").await;
+        app.assert_access_refused(&sign_ed25519(&PREVIOUS_KEY, &current, &claims), "previous key, current kid").await;
+        app.assert_access_refused(&sign_ed25519(&SIGNING_KEY, &previous, &claims), "current key, previous kid").await;
     }
 }
 
@@ -1010,26 +875,18 @@ tests_with! {
 // DynamoDB round trips
 // ---------------------------------------------------------------------------------
 
-fn calls(app: &TestApp) -> std::collections::BTreeMap<String, usize> {
-    app.calls.as_ref().expect("a call counter").snapshot()
-}
-
-fn counts(pairs: &[(&str, usize)]) -> std::collections::BTreeMap<String, usize> {
-    pairs.iter().map(|(k, v)| ((*k).to_owned(), *v)).collect()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_successful_login_is_three_sequential_dynamodb_steps() {
     let _cpu = CPU.read().await;
     let app = TestApp::spawn(Backend::DynamoDb).await;
-    let email = verified_account(&app).await;
+    let email = app.verified_account().await;
     app.reset_calls();
     app.log_in(&email, false).await;
     // Step 1: the login claim and the IP counter in parallel; step 2: the account and
     // the back-off claim in parallel; step 3: one transaction.
     assert_eq!(
-        calls(&app),
-        counts(&[("GetItem", 2), ("UpdateItem", 2), ("TransactWriteItems", 1)])
+        app.dynamodb_calls(),
+        expected_calls(&[("GetItem", 2), ("UpdateItem", 2), ("TransactWriteItems", 1)])
     );
 }
 
@@ -1037,26 +894,26 @@ async fn a_successful_login_is_three_sequential_dynamodb_steps() {
 async fn a_failed_login_stays_within_six_dynamodb_calls_in_three_steps() {
     let _cpu = CPU.read().await;
     let app = TestApp::spawn(Backend::DynamoDb).await;
-    let email = verified_account(&app).await;
+    let email = app.verified_account().await;
     for (case, login) in [
         ("wrong password", email.clone()),
         ("unknown login", unique_email()),
     ] {
         app.reset_calls();
-        let response = attempt(&app, &login, WRONG).await;
+        let response = app.try_log_in(&login, WRONG_PASSWORD).await;
         assert_eq!(response.status(), 401);
-        let snapshot = calls(&app);
+        let snapshot = app.dynamodb_calls();
         let total: usize = snapshot.values().sum();
         println!("{case}: {snapshot:?}");
         assert!(total <= 6, "{case}: {total} calls {snapshot:?}");
     }
     // The locked-out answer: the first two steps and the history entry.
     for _ in 0..4 {
-        attempt(&app, &email, WRONG).await;
+        app.try_log_in(&email, WRONG_PASSWORD).await;
     }
     app.reset_calls();
-    assert_eq!(attempt(&app, &email, PASSWORD).await.status(), 429);
-    let snapshot = calls(&app);
+    assert_eq!(app.try_log_in(&email, PASSWORD).await.status(), 429);
+    let snapshot = app.dynamodb_calls();
     println!("rate limited: {snapshot:?}");
     assert!(snapshot.values().sum::<usize>() <= 5, "{snapshot:?}");
 }
@@ -1065,43 +922,36 @@ async fn a_failed_login_stays_within_six_dynamodb_calls_in_three_steps() {
 async fn a_refresh_and_a_logout_are_one_dynamodb_round_trip_each() {
     let _cpu = CPU.read().await;
     let app = TestApp::spawn(Backend::DynamoDb).await;
-    let email = verified_account(&app).await;
+    let email = app.verified_account().await;
     let tokens = app.log_in(&email, false).await;
     app.reset_calls();
     let next = token_pair(app.refresh(&tokens.refresh_token).await).await;
-    assert_eq!(calls(&app), counts(&[("UpdateItem", 1)]));
+    assert_eq!(app.dynamodb_calls(), expected_calls(&[("UpdateItem", 1)]));
     app.reset_calls();
     assert_eq!(app.logout(&next.refresh_token).await.status(), 204);
-    assert_eq!(calls(&app), counts(&[("DeleteItem", 1)]));
+    assert_eq!(app.dynamodb_calls(), expected_calls(&[("DeleteItem", 1)]));
 }
 
 // Every spent generation of a refresh token ends its session; a burst of wrong
 // passwords gets no more tries than a patient attacker.
 tests! {
     async fn an_older_spent_refresh_token_presented_again_ends_the_session(app) {
-        let email = verified_account(&app).await;
+        let email = app.verified_account().await;
         let first = app.log_in(&email, false).await;
         let second = token_pair(app.refresh(&first.refresh_token).await).await;
         let third = token_pair(app.refresh(&second.refresh_token).await).await;
-        assert_refresh_refused(&app, &first.refresh_token).await;
-        assert_refresh_refused(&app, &third.refresh_token).await;
-        assert_refused(&app, &third.access_token, "the access token of a reused session").await;
+        app.assert_refresh_refused(&first.refresh_token).await;
+        app.assert_refresh_refused(&third.refresh_token).await;
+        app.assert_access_refused(&third.access_token, "the access token of a reused session").await;
     }
 
     async fn concurrent_wrong_passwords_get_no_more_than_five_tries(app) {
-        let email = verified_account(&app).await;
-        let mut tasks = tokio::task::JoinSet::new();
-        for i in 0..20 {
-            let (http, url) = (app.http.clone(), format!("{}/v1/login", app.address));
-            let body = json!({ "login": email, "password": format!("{WRONG}-{i}") });
-            tasks.spawn(async move {
-                http.post(url).json(&body).send().await.expect("sent").status().as_u16()
-            });
-        }
-        let mut statuses = Vec::new();
-        while let Some(status) = tasks.join_next().await {
-            statuses.push(status.expect("the task ran"));
-        }
+        let email = app.verified_account().await;
+        let attempts = (0..20)
+            .map(|i| json!({ "login": email, "password": format!("{WRONG_PASSWORD}-{i}") }))
+            .collect();
+        let answers = app.post_concurrently("/v1/login", attempts).await;
+        let statuses: Vec<u16> = answers.iter().map(|(status, _)| *status).collect();
         let checked = statuses.iter().filter(|s| **s == 401).count();
         let limited = statuses.iter().filter(|s| **s == 429).count();
         // Each attempt claims the login until its outcome is written, so a burst is
@@ -1124,7 +974,7 @@ async fn stored_hash(app: &TestApp, email: &str) -> String {
 
 on_both_backends! {
     async fn a_login_upgrades_a_hash_made_with_weaker_parameters(app) {
-        let email = verified_account(&app).await;
+        let email = app.verified_account().await;
         // Replace the stored hash with one of the same password at a lower cost, as if
         // the account predated a raise of ARGON2_MEMORY_KIB.
         let weak = accounts::password::PasswordHasher::new(accounts::password::HashParams {

@@ -10,23 +10,24 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use api_tests::assert::{json_status, ok_tokens, problem, rate_limited};
 use api_tests::{
-    BASE_URL, Backend, Mail, PASSWORD, TestApp, Tokens, body, on_both_backends,
-    on_both_backends_with, unique_email, unique_username,
+    BASE_URL, Backend, Mail, PASSWORD, TestApp, Tokens, WRONG_PASSWORD, body, header,
+    on_both_backends, on_both_backends_with, unique_email, unique_username,
 };
-use reqwest::header::{CONTENT_TYPE, RETRY_AFTER, USER_AGENT};
+use reqwest::header::{CONTENT_TYPE, USER_AGENT};
 use serde_json::{Value, json};
 
 const MINUTE: i64 = 60;
 const HOUR: i64 = 3_600;
-/// A password that is never anyone's.
-const WRONG: &str = "wrong-password-123";
 /// The password a reset or a change sets.
 const NEW_PASSWORD: &str = "juniper-obsidian-41";
 /// An answer that meets the rules and repeats nothing.
 const ANSWER: &str = "Whiskers the Third";
 const QUESTION: &str = "first-pet";
 const OTHER_QUESTION: &str = "childhood-street";
+/// The answer the question resets here set, to [`OTHER_QUESTION`].
+const OTHER_ANSWER: &str = "Maple Avenue";
 
 const RESET_PAGE: &str = "/reset-password";
 const QUESTION_PAGE: &str = "/reset-security-question";
@@ -34,30 +35,6 @@ const QUESTION_PAGE: &str = "/reset-security-question";
 // ---------------------------------------------------------------------------------
 // Helpers
 // ---------------------------------------------------------------------------------
-
-fn header(response: &reqwest::Response, name: &str) -> Option<String> {
-    response
-        .headers()
-        .get(name)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned)
-}
-
-/// Asserts a problem document with this status and code, and returns its body.
-async fn problem(response: reqwest::Response, status: u16, code: &str) -> Value {
-    let actual = response.status();
-    let content_type = header(&response, CONTENT_TYPE.as_str());
-    let body = body(response).await;
-    assert_eq!(actual, status, "{body}");
-    assert_eq!(
-        content_type.as_deref(),
-        Some("application/problem+json"),
-        "{body}"
-    );
-    assert_eq!(body["code"], code, "{body}");
-    assert_eq!(body["status"], status, "{body}");
-    body
-}
 
 /// Asserts a `400` validation problem naming exactly this field and code.
 async fn field_problem(response: reqwest::Response, code: &str, field: &str, reason: &str) {
@@ -69,80 +46,19 @@ async fn field_problem(response: reqwest::Response, code: &str, field: &str, rea
     );
 }
 
-/// Asserts `status` with exactly `{"status": word}` as a JSON body.
-async fn expect_status(response: reqwest::Response, status: u16, word: &str) {
-    let actual = response.status();
-    let content_type = header(&response, CONTENT_TYPE.as_str());
-    let body = body(response).await;
-    assert_eq!(actual, status, "{body}");
-    assert_eq!(content_type.as_deref(), Some("application/json"), "{body}");
-    assert_eq!(body, json!({ "status": word }));
-}
-
-/// Asserts `429 rate_limited` and returns its `Retry-After` seconds.
-async fn rate_limited(response: reqwest::Response) -> u64 {
-    let seconds = header(&response, RETRY_AFTER.as_str())
-        .and_then(|v| v.parse::<u64>().ok())
-        .expect("a numeric Retry-After header");
-    problem(response, 429, "rate_limited").await;
-    assert!(seconds >= 1, "Retry-After {seconds}");
-    seconds
-}
-
-/// `POST /v1/login` with a password.
-async fn attempt(app: &TestApp, login: &str, password: &str) -> reqwest::Response {
-    app.login(&json!({ "login": login, "password": password }))
-        .await
-}
-
 /// Asserts that `password` logs in to `login`.
 async fn logs_in(app: &TestApp, login: &str, password: &str) -> Tokens {
-    let response = attempt(app, login, password).await;
-    let status = response.status();
-    let body = body(response).await;
-    assert_eq!(status, 200, "{login} with {password}: {body}");
-    serde_json::from_value(body).expect("a token pair")
+    ok_tokens(app.try_log_in(login, password).await).await
 }
 
 /// Asserts that `password` does not log in to `login`.
 async fn does_not_log_in(app: &TestApp, login: &str, password: &str) {
     problem(
-        attempt(app, login, password).await,
+        app.try_log_in(login, password).await,
         401,
         "invalid_credentials",
     )
     .await;
-}
-
-/// A verified account's email.
-async fn verified_account(app: &TestApp) -> String {
-    let email = unique_email();
-    app.sign_up_verified(&email).await;
-    email
-}
-
-/// Signs up and verifies an account with a username; returns (email, username).
-async fn account_with_username(app: &TestApp) -> (String, String) {
-    let (email, username) = (unique_email(), unique_username());
-    let response = app
-        .signup(&json!({
-            "email": email,
-            "password": PASSWORD,
-            "account_type": "client",
-            "username": username,
-        }))
-        .await;
-    assert_eq!(response.status(), 202);
-    let token = app
-        .last_mail_to(&email)
-        .await
-        .and_then(|m| m.link_token("/verify-email"))
-        .expect("a verification link");
-    assert_eq!(
-        app.verify_email(&json!({ "token": token })).await.status(),
-        200
-    );
-    (email, username)
 }
 
 /// Signs up `Mixed.Case-<id>@Example.com` and verifies it. Returns the address as the
@@ -162,7 +78,7 @@ async fn mixed_case_account(app: &TestApp) -> (String, String) {
     (lowercase, stored)
 }
 
-/// `GET /v1/account`, asserted `200`.
+/// `GET /v1/account`, asserted `200`; returns the account.
 async fn account_view(app: &TestApp, access_token: &str) -> Value {
     let response = app.account(access_token).await;
     let status = response.status();
@@ -171,60 +87,10 @@ async fn account_view(app: &TestApp, access_token: &str) -> Value {
     body
 }
 
-/// Asserts that an access token is refused on `GET /v1/account`.
-async fn assert_access_refused(app: &TestApp, access_token: &str) {
-    problem(app.account(access_token).await, 401, "unauthorized").await;
-}
-
-/// Asserts that an access token works on `GET /v1/account`.
-async fn assert_access_accepted(app: &TestApp, access_token: &str) {
-    account_view(app, access_token).await;
-}
-
-async fn assert_refresh_refused(app: &TestApp, refresh_token: &str) {
-    problem(app.refresh(refresh_token).await, 401, "invalid_token").await;
-}
-
-/// Asserts that a refresh token works, and returns the new pair.
-async fn assert_refresh_accepted(app: &TestApp, refresh_token: &str) -> Tokens {
-    let response = app.refresh(refresh_token).await;
-    let status = response.status();
-    let body = body(response).await;
-    assert_eq!(status, 200, "{body}");
-    serde_json::from_value(body).expect("a token pair")
-}
-
-/// Every email to `address` (any case) with a `path?token=` link, newest first.
-async fn link_mails(app: &TestApp, address: &str, path: &str) -> Vec<Mail> {
-    app.mail_to(address)
-        .await
-        .into_iter()
-        .filter(|m| m.link_token(path).is_some())
-        .collect()
-}
-
-/// The token of the newest `path?token=` link mailed to `address`.
-async fn newest_link(app: &TestApp, address: &str, path: &str) -> String {
-    link_mails(app, address, path)
-        .await
-        .first()
-        .and_then(|m| m.link_token(path))
-        .unwrap_or_else(|| panic!("no {path} link was mailed to {address}"))
-}
-
-/// Every email to `address` (any case) with this subject, newest first.
-async fn mails_with_subject(app: &TestApp, address: &str, subject: &str) -> Vec<Mail> {
-    app.mail_to(address)
-        .await
-        .into_iter()
-        .filter(|m| m.subject == subject)
-        .collect()
-}
-
 /// Asks for a reset link for `login` and returns the token mailed to `address`.
 async fn ask_for_reset(app: &TestApp, login: &str, address: &str) -> String {
-    expect_status(app.forgot_password(login).await, 202, "email_sent").await;
-    newest_link(app, address, RESET_PAGE).await
+    json_status(app.forgot_password(login).await, 202, "email_sent").await;
+    app.newest_link_token(address, RESET_PAGE).await
 }
 
 /// `POST /v1/password/reset` with a token and a new password.
@@ -299,29 +165,11 @@ async fn snapshot(response: reqwest::Response) -> (u16, BTreeMap<String, String>
     (status, headers, bytes)
 }
 
-fn median(mut samples: Vec<Duration>) -> Duration {
+/// The upper of the middle two of an even number of timing samples (the middle one of
+/// an odd number).
+fn upper_median(mut samples: Vec<Duration>) -> Duration {
     samples.sort();
     samples[samples.len() / 2]
-}
-
-/// Posts `bodies` to `path` all at once; returns each (status, JSON body).
-async fn post_concurrently(app: &TestApp, path: &str, bodies: Vec<Value>) -> Vec<(u16, Value)> {
-    let mut requests = tokio::task::JoinSet::new();
-    for request_body in bodies {
-        let http = app.http.clone();
-        let url = format!("{}{path}", app.address);
-        requests.spawn(async move {
-            let response = http
-                .post(url)
-                .json(&request_body)
-                .send()
-                .await
-                .expect("the request is sent");
-            let status = response.status().as_u16();
-            (status, response.json::<Value>().await.expect("a JSON body"))
-        });
-    }
-    requests.join_all().await
 }
 
 /// `PUT /v1/account/security-question`.
@@ -339,16 +187,18 @@ async fn set_question(
     .await
 }
 
+/// Sets the security question [`QUESTION`] with [`ANSWER`] (and the test password);
+/// asserts `200 security_question_set`.
+async fn set_the_question(app: &TestApp, access_token: &str) {
+    let response = set_question(app, access_token, PASSWORD, QUESTION, ANSWER).await;
+    json_status(response, 200, "security_question_set").await;
+}
+
 /// A verified account with a security question; returns (email, access token).
 async fn account_with_question(app: &TestApp) -> (String, Tokens) {
-    let email = verified_account(app).await;
+    let email = app.verified_account().await;
     let tokens = app.log_in(&email, false).await;
-    expect_status(
-        set_question(app, &tokens.access_token, PASSWORD, QUESTION, ANSWER).await,
-        200,
-        "security_question_set",
-    )
-    .await;
+    set_the_question(app, &tokens.access_token).await;
     (email, tokens)
 }
 
@@ -369,10 +219,21 @@ async fn reset_question(
     .await
 }
 
+/// [`reset_question`] to [`OTHER_QUESTION`] and [`OTHER_ANSWER`], with the test password.
+async fn reset_to_other_question(app: &TestApp, token: &str) -> reqwest::Response {
+    reset_question(app, token, PASSWORD, OTHER_QUESTION, OTHER_ANSWER).await
+}
+
+/// Asserts that `token` resets the question ([`reset_to_other_question`]).
+async fn assert_question_reset(app: &TestApp, token: &str) {
+    let response = reset_to_other_question(app, token).await;
+    json_status(response, 200, "security_question_reset").await;
+}
+
 /// Asks for a security-question reset link and returns the token mailed to `email`.
 async fn ask_for_question_reset(app: &TestApp, email: &str) -> String {
-    expect_status(app.forgot_security_answer(email).await, 202, "email_sent").await;
-    newest_link(app, email, QUESTION_PAGE).await
+    json_status(app.forgot_security_answer(email).await, 202, "email_sent").await;
+    app.newest_link_token(email, QUESTION_PAGE).await
 }
 
 /// Whether the account view says a security question is set.
@@ -393,8 +254,8 @@ on_both_backends! {
         let typed = [lowercase.clone(), lowercase.to_uppercase(), format!("  {stored}  ")];
         for (i, login) in typed.iter().enumerate() {
             app.clock.advance(MINUTE + 1);
-            expect_status(app.forgot_password(login).await, 202, "email_sent").await;
-            let mails = link_mails(&app, &lowercase, RESET_PAGE).await;
+            json_status(app.forgot_password(login).await, 202, "email_sent").await;
+            let mails = app.mails_with_link(&lowercase, RESET_PAGE).await;
             assert_eq!(mails.len(), i + 1, "{login}");
             assert_eq!(mails[0].to, stored, "{login}");
             assert_eq!(mails[0].subject, "Reset your password");
@@ -404,34 +265,34 @@ on_both_backends! {
     }
 
     async fn forgot_by_username_mails_the_accounts_address(app) {
-        let (email, username) = account_with_username(&app).await;
-        expect_status(app.forgot_password(&username.to_uppercase()).await, 202, "email_sent").await;
-        let mails = link_mails(&app, &email, RESET_PAGE).await;
+        let (email, username) = app.verified_account_with_username().await;
+        json_status(app.forgot_password(&username.to_uppercase()).await, 202, "email_sent").await;
+        let mails = app.mails_with_link(&email, RESET_PAGE).await;
         assert_eq!(mails.len(), 1);
         assert_eq!(mails[0].to, email);
         let token = mails[0].link_token(RESET_PAGE).expect("a link");
-        expect_status(reset(&app, &token, NEW_PASSWORD).await, 200, "password_reset").await;
+        json_status(reset(&app, &token, NEW_PASSWORD).await, 200, "password_reset").await;
         logs_in(&app, &username, NEW_PASSWORD).await;
     }
 
     async fn host_headers_do_not_change_the_link_in_the_reset_email(app) {
-        let email = verified_account(&app).await;
+        let email = app.verified_account().await;
         let response = post_with_headers(
             &app, "/v1/password/forgot", POISONED, &json!({ "login": email }),
         )
         .await;
-        expect_status(response, 202, "email_sent").await;
-        let mails = link_mails(&app, &email, RESET_PAGE).await;
+        json_status(response, 202, "email_sent").await;
+        let mails = app.mails_with_link(&email, RESET_PAGE).await;
         assert_eq!(mails.len(), 1);
         assert_link_from_config(&mails[0], RESET_PAGE);
         // The link is the real one.
         let token = mails[0].link_token(RESET_PAGE).expect("a link");
-        expect_status(reset(&app, &token, NEW_PASSWORD).await, 200, "password_reset").await;
+        json_status(reset(&app, &token, NEW_PASSWORD).await, 200, "password_reset").await;
     }
 
     async fn forgot_for_an_unknown_login_answers_the_same_and_mails_nobody(app) {
-        let email = verified_account(&app).await;
-        let (_, username) = account_with_username(&app).await;
+        let email = app.verified_account().await;
+        let (_, username) = app.verified_account_with_username().await;
         let unverified = unique_email();
         assert_eq!(app.sign_up(&unverified).await.status(), 202);
         let unknown = unique_email();
@@ -462,24 +323,24 @@ on_both_backends! {
     }
 
     async fn a_second_forgot_within_a_minute_mails_nothing_and_after_it_mails_again(app) {
-        let email = verified_account(&app).await;
+        let email = app.verified_account().await;
         let first = ask_for_reset(&app, &email, &email).await;
         app.clock.advance(MINUTE - 1);
-        expect_status(app.forgot_password(&email).await, 202, "email_sent").await;
-        assert_eq!(link_mails(&app, &email, RESET_PAGE).await.len(), 1);
+        json_status(app.forgot_password(&email).await, 202, "email_sent").await;
+        assert_eq!(app.mails_with_link(&email, RESET_PAGE).await.len(), 1);
         app.clock.advance(2);
-        expect_status(app.forgot_password(&email).await, 202, "email_sent").await;
-        let mails = link_mails(&app, &email, RESET_PAGE).await;
+        json_status(app.forgot_password(&email).await, 202, "email_sent").await;
+        let mails = app.mails_with_link(&email, RESET_PAGE).await;
         assert_eq!(mails.len(), 2);
         assert_ne!(mails[0].link_token(RESET_PAGE).as_deref(), Some(first.as_str()));
     }
 
     async fn a_forgot_refused_by_the_cooldown_leaves_the_first_link_working(app) {
-        let email = verified_account(&app).await;
+        let email = app.verified_account().await;
         let first = ask_for_reset(&app, &email, &email).await;
         app.clock.advance(30);
-        expect_status(app.forgot_password(&email).await, 202, "email_sent").await;
-        expect_status(reset(&app, &first, NEW_PASSWORD).await, 200, "password_reset").await;
+        json_status(app.forgot_password(&email).await, 202, "email_sent").await;
+        json_status(reset(&app, &first, NEW_PASSWORD).await, 200, "password_reset").await;
     }
 }
 
@@ -490,29 +351,29 @@ async fn forgot_timings(app: &TestApp, email: &str, samples: usize) -> (Duration
     for _ in 0..samples {
         // Past the per-account cooldown, so that a link really goes out.
         app.clock.advance(MINUTE + 1);
-        let sent = link_mails(app, email, RESET_PAGE).await.len();
+        let sent = app.mails_with_link(email, RESET_PAGE).await.len();
         let started = Instant::now();
         let response = app.forgot_password(email).await;
         known.push(started.elapsed());
-        expect_status(response, 202, "email_sent").await;
-        assert_eq!(link_mails(app, email, RESET_PAGE).await.len(), sent + 1);
+        json_status(response, 202, "email_sent").await;
+        assert_eq!(app.mails_with_link(email, RESET_PAGE).await.len(), sent + 1);
 
         let login = unique_email();
         let started = Instant::now();
         let response = app.forgot_password(&login).await;
         unknown.push(started.elapsed());
-        expect_status(response, 202, "email_sent").await;
+        json_status(response, 202, "email_sent").await;
     }
-    (median(known), median(unknown))
+    (upper_median(known), upper_median(unknown))
 }
 
 on_both_backends_with! {
     &[("ENUMERATION_FLOOR_MS", "300"), ("RECOVERIES_PER_IP_PER_HOUR", "1000")];
     async fn forgot_takes_as_long_for_an_unknown_login_as_for_a_known_one(app) {
-        let email = verified_account(&app).await;
+        let email = app.verified_account().await;
         // Warm up both paths.
-        expect_status(app.forgot_password(&unique_email()).await, 202, "email_sent").await;
-        expect_status(app.forgot_password(&email).await, 202, "email_sent").await;
+        json_status(app.forgot_password(&unique_email()).await, 202, "email_sent").await;
+        json_status(app.forgot_password(&email).await, 202, "email_sent").await;
         // Other tests share the two cores: a disturbed round is measured again, but a
         // real difference between the paths fails every round.
         let mut rounds = Vec::new();
@@ -534,19 +395,19 @@ on_both_backends_with! {
 on_both_backends_with! {
     &[("RECOVERIES_PER_IP_PER_HOUR", "2")];
     async fn a_third_forgot_from_one_ip_in_an_hour_is_rate_limited(app) {
-        let email = verified_account(&app).await;
-        expect_status(app.forgot_password(&email).await, 202, "email_sent").await;
-        expect_status(app.forgot_password(&unique_email()).await, 202, "email_sent").await;
+        let email = app.verified_account().await;
+        json_status(app.forgot_password(&email).await, 202, "email_sent").await;
+        json_status(app.forgot_password(&unique_email()).await, 202, "email_sent").await;
         app.clock.advance(MINUTE + 1);
         let seconds = rate_limited(app.forgot_password(&email).await).await;
         assert!(seconds <= 3_600, "Retry-After {seconds}");
         // Refused for an unknown login alike, and no mail went out.
         rate_limited(app.forgot_password(&unique_email()).await).await;
-        assert_eq!(link_mails(&app, &email, RESET_PAGE).await.len(), 1);
+        assert_eq!(app.mails_with_link(&email, RESET_PAGE).await.len(), 1);
         // The next window accepts again.
         app.clock.advance(i64::try_from(seconds).expect("small") + 1);
-        expect_status(app.forgot_password(&email).await, 202, "email_sent").await;
-        assert_eq!(link_mails(&app, &email, RESET_PAGE).await.len(), 2);
+        json_status(app.forgot_password(&email).await, 202, "email_sent").await;
+        assert_eq!(app.mails_with_link(&email, RESET_PAGE).await.len(), 2);
     }
 }
 
@@ -556,22 +417,22 @@ on_both_backends_with! {
 
 on_both_backends! {
     async fn a_reset_sets_the_new_password_and_ends_every_session(app) {
-        let email = verified_account(&app).await;
+        let email = app.verified_account().await;
         let first = app.log_in(&email, false).await;
         let second = app.log_in(&email, true).await;
         let token = ask_for_reset(&app, &email, &email).await;
 
         let response = reset(&app, &token, NEW_PASSWORD).await;
         // No tokens: the user logs in again.
-        expect_status(response, 200, "password_reset").await;
+        json_status(response, 200, "password_reset").await;
 
         for tokens in [&first, &second] {
-            assert_refresh_refused(&app, &tokens.refresh_token).await;
-            assert_access_refused(&app, &tokens.access_token).await;
+            app.assert_refresh_refused(&tokens.refresh_token).await;
+            app.assert_access_refused(&tokens.access_token, "a token of a session the reset ended").await;
         }
         does_not_log_in(&app, &email, PASSWORD).await;
         let tokens = logs_in(&app, &email, NEW_PASSWORD).await;
-        assert_access_accepted(&app, &tokens.access_token).await;
+        app.assert_access_accepted(&tokens.access_token).await;
     }
 
     async fn a_reset_emails_the_stored_address_with_the_callers_ip(app) {
@@ -584,8 +445,8 @@ on_both_backends! {
             &json!({ "token": token, "new_password": NEW_PASSWORD }),
         )
         .await;
-        expect_status(response, 200, "password_reset").await;
-        let notices = mails_with_subject(&app, &lowercase, "Your password was reset").await;
+        json_status(response, 200, "password_reset").await;
+        let notices = app.mails_with_subject(&lowercase, "Your password was reset").await;
         assert_eq!(notices.len(), 1);
         let notice = &notices[0];
         assert_eq!(notice.to, stored);
@@ -597,7 +458,7 @@ on_both_backends! {
     }
 
     async fn a_weak_new_password_is_refused_and_the_link_still_works(app) {
-        let email = verified_account(&app).await;
+        let email = app.verified_account().await;
         let token = ask_for_reset(&app, &email, &email).await;
         field_problem(reset(&app, &token, "Qx7-zp").await, "weak_password", "new_password", "too_short").await;
         let body = problem(reset(&app, &token, "password123").await, 400, "weak_password").await;
@@ -606,20 +467,20 @@ on_both_backends! {
         assert!(errors.iter().all(|e| e["field"] == "new_password"), "{body}");
         // Nothing changed, and the link still works.
         logs_in(&app, &email, PASSWORD).await;
-        expect_status(reset(&app, &token, NEW_PASSWORD).await, 200, "password_reset").await;
+        json_status(reset(&app, &token, NEW_PASSWORD).await, 200, "password_reset").await;
         logs_in(&app, &email, NEW_PASSWORD).await;
     }
 
     async fn a_used_link_is_invalid(app) {
-        let email = verified_account(&app).await;
+        let email = app.verified_account().await;
         let token = ask_for_reset(&app, &email, &email).await;
-        expect_status(reset(&app, &token, NEW_PASSWORD).await, 200, "password_reset").await;
+        json_status(reset(&app, &token, NEW_PASSWORD).await, 200, "password_reset").await;
         problem(reset(&app, &token, "another-fine-password-7").await, 400, "invalid_token").await;
         logs_in(&app, &email, NEW_PASSWORD).await;
     }
 
     async fn a_garbage_or_forged_token_is_invalid(app) {
-        let email = verified_account(&app).await;
+        let email = app.verified_account().await;
         let token = ask_for_reset(&app, &email, &email).await;
         let (selector, _) = token.split_once('.').expect("a selector and a verifier");
         let forged = format!("{selector}.{}", "A".repeat(43));
@@ -627,26 +488,26 @@ on_both_backends! {
         for garbage in ["", "garbage", "a.b", forged.as_str(), other_account.as_str(), &token[..token.len() - 1]] {
             problem(reset(&app, garbage, NEW_PASSWORD).await, 400, "invalid_token").await;
         }
-        expect_status(reset(&app, &token, NEW_PASSWORD).await, 200, "password_reset").await;
+        json_status(reset(&app, &token, NEW_PASSWORD).await, 200, "password_reset").await;
     }
 
     async fn a_reset_body_with_unknown_fields_is_refused(app) {
-        let email = verified_account(&app).await;
+        let email = app.verified_account().await;
         let token = ask_for_reset(&app, &email, &email).await;
         let response = app
             .reset_password(&json!({ "token": token, "new_password": NEW_PASSWORD, "email_verified": true }))
             .await;
         problem(response, 400, "invalid_request").await;
-        expect_status(reset(&app, &token, NEW_PASSWORD).await, 200, "password_reset").await;
+        json_status(reset(&app, &token, NEW_PASSWORD).await, 200, "password_reset").await;
     }
 
     async fn a_link_works_for_an_hour_and_no_longer(app) {
-        let email = verified_account(&app).await;
+        let email = app.verified_account().await;
         let token = ask_for_reset(&app, &email, &email).await;
         app.clock.advance(HOUR - 1);
-        expect_status(reset(&app, &token, NEW_PASSWORD).await, 200, "password_reset").await;
+        json_status(reset(&app, &token, NEW_PASSWORD).await, 200, "password_reset").await;
 
-        let other = verified_account(&app).await;
+        let other = app.verified_account().await;
         let token = ask_for_reset(&app, &other, &other).await;
         app.clock.advance(HOUR + 1);
         problem(reset(&app, &token, NEW_PASSWORD).await, 400, "token_expired").await;
@@ -654,23 +515,23 @@ on_both_backends! {
     }
 
     async fn a_newer_link_makes_the_older_one_stop_working(app) {
-        let email = verified_account(&app).await;
+        let email = app.verified_account().await;
         let older = ask_for_reset(&app, &email, &email).await;
         app.clock.advance(MINUTE + 1);
         let newer = ask_for_reset(&app, &email, &email).await;
         assert_ne!(older, newer);
         problem(reset(&app, &older, NEW_PASSWORD).await, 400, "invalid_token").await;
-        expect_status(reset(&app, &newer, NEW_PASSWORD).await, 200, "password_reset").await;
+        json_status(reset(&app, &newer, NEW_PASSWORD).await, 200, "password_reset").await;
         logs_in(&app, &email, NEW_PASSWORD).await;
     }
 
     async fn twenty_concurrent_resets_with_one_link_succeed_once(app) {
-        let email = verified_account(&app).await;
+        let email = app.verified_account().await;
         let token = ask_for_reset(&app, &email, &email).await;
         let bodies = (0..20)
             .map(|_| json!({ "token": token, "new_password": NEW_PASSWORD }))
             .collect();
-        let answers = post_concurrently(&app, "/v1/password/reset", bodies).await;
+        let answers = app.post_concurrently("/v1/password/reset", bodies).await;
         let winners: Vec<&Value> = answers
             .iter()
             .filter(|(status, _)| *status == 200)
@@ -684,17 +545,17 @@ on_both_backends! {
         }
         does_not_log_in(&app, &email, PASSWORD).await;
         logs_in(&app, &email, NEW_PASSWORD).await;
-        assert_eq!(mails_with_subject(&app, &email, "Your password was reset").await.len(), 1);
+        assert_eq!(app.mails_with_subject(&email, "Your password was reset").await.len(), 1);
     }
 
     async fn a_locked_account_can_reset_and_log_in_at_once(app) {
-        let email = verified_account(&app).await;
+        let email = app.verified_account().await;
         for _ in 0..5 {
-            does_not_log_in(&app, &email, WRONG).await;
+            does_not_log_in(&app, &email, WRONG_PASSWORD).await;
         }
-        rate_limited(attempt(&app, &email, PASSWORD).await).await;
+        rate_limited(app.try_log_in(&email, PASSWORD).await).await;
         let token = ask_for_reset(&app, &email, &email).await;
-        expect_status(reset(&app, &token, NEW_PASSWORD).await, 200, "password_reset").await;
+        json_status(reset(&app, &token, NEW_PASSWORD).await, 200, "password_reset").await;
         // The reset cleared the back-off: no waiting.
         logs_in(&app, &email, NEW_PASSWORD).await;
     }
@@ -702,9 +563,9 @@ on_both_backends! {
     async fn a_reset_verifies_an_unverified_account(app) {
         let email = unique_email();
         assert_eq!(app.sign_up(&email).await.status(), 202);
-        problem(attempt(&app, &email, PASSWORD).await, 403, "email_not_verified").await;
+        problem(app.try_log_in(&email, PASSWORD).await, 403, "email_not_verified").await;
         let token = ask_for_reset(&app, &email, &email).await;
-        expect_status(reset(&app, &token, NEW_PASSWORD).await, 200, "password_reset").await;
+        json_status(reset(&app, &token, NEW_PASSWORD).await, 200, "password_reset").await;
         let tokens = logs_in(&app, &email, NEW_PASSWORD).await;
         assert_eq!(account_view(&app, &tokens.access_token).await["email_verified"], true);
     }
@@ -724,19 +585,19 @@ async fn change(app: &TestApp, access_token: &str, current: &str, new: &str) -> 
 
 on_both_backends! {
     async fn a_change_ends_other_sessions_and_keeps_the_caller_signed_in(app) {
-        let email = verified_account(&app).await;
+        let email = app.verified_account().await;
         let caller = app.log_in(&email, false).await;
         let others = [app.log_in(&email, false).await, app.log_in(&email, true).await];
 
-        expect_status(change(&app, &caller.access_token, PASSWORD, NEW_PASSWORD).await, 200, "password_changed").await;
+        json_status(change(&app, &caller.access_token, PASSWORD, NEW_PASSWORD).await, 200, "password_changed").await;
 
         for other in &others {
-            assert_access_refused(&app, &other.access_token).await;
-            assert_refresh_refused(&app, &other.refresh_token).await;
+            app.assert_access_refused(&other.access_token, "a token of a session the change ended").await;
+            app.assert_refresh_refused(&other.refresh_token).await;
         }
-        assert_access_accepted(&app, &caller.access_token).await;
-        let rotated = assert_refresh_accepted(&app, &caller.refresh_token).await;
-        assert_access_accepted(&app, &rotated.access_token).await;
+        app.assert_access_accepted(&caller.access_token).await;
+        let rotated = ok_tokens(app.refresh(&caller.refresh_token).await).await;
+        app.assert_access_accepted(&rotated.access_token).await;
         assert_eq!(rotated.session_id, caller.session_id);
 
         does_not_log_in(&app, &email, PASSWORD).await;
@@ -744,7 +605,7 @@ on_both_backends! {
     }
 
     async fn a_change_can_leave_other_sessions_signed_in(app) {
-        let email = verified_account(&app).await;
+        let email = app.verified_account().await;
         let caller = app.log_in(&email, false).await;
         let other = app.log_in(&email, false).await;
         let response = app
@@ -757,41 +618,41 @@ on_both_backends! {
                 }),
             )
             .await;
-        expect_status(response, 200, "password_changed").await;
-        assert_access_accepted(&app, &other.access_token).await;
-        assert_refresh_accepted(&app, &other.refresh_token).await;
-        assert_access_accepted(&app, &caller.access_token).await;
+        json_status(response, 200, "password_changed").await;
+        app.assert_access_accepted(&other.access_token).await;
+        ok_tokens(app.refresh(&other.refresh_token).await).await;
+        app.assert_access_accepted(&caller.access_token).await;
         logs_in(&app, &email, NEW_PASSWORD).await;
     }
 
     async fn a_wrong_current_password_changes_nothing(app) {
-        let email = verified_account(&app).await;
+        let email = app.verified_account().await;
         let caller = app.log_in(&email, false).await;
         let other = app.log_in(&email, false).await;
-        problem(change(&app, &caller.access_token, WRONG, NEW_PASSWORD).await, 401, "invalid_credentials").await;
-        assert_access_accepted(&app, &caller.access_token).await;
-        assert_access_accepted(&app, &other.access_token).await;
+        problem(change(&app, &caller.access_token, WRONG_PASSWORD, NEW_PASSWORD).await, 401, "invalid_credentials").await;
+        app.assert_access_accepted(&caller.access_token).await;
+        app.assert_access_accepted(&other.access_token).await;
         does_not_log_in(&app, &email, NEW_PASSWORD).await;
         logs_in(&app, &email, PASSWORD).await;
-        assert!(mails_with_subject(&app, &email, "Your password was changed").await.is_empty());
+        assert!(app.mails_with_subject(&email, "Your password was changed").await.is_empty());
     }
 
     async fn five_wrong_current_passwords_lock_the_account(app) {
-        let email = verified_account(&app).await;
+        let email = app.verified_account().await;
         let caller = app.log_in(&email, false).await;
         for _ in 0..5 {
-            problem(change(&app, &caller.access_token, WRONG, NEW_PASSWORD).await, 401, "invalid_credentials").await;
+            problem(change(&app, &caller.access_token, WRONG_PASSWORD, NEW_PASSWORD).await, 401, "invalid_credentials").await;
         }
         let seconds = rate_limited(change(&app, &caller.access_token, PASSWORD, NEW_PASSWORD).await).await;
         assert!((29..=30).contains(&seconds), "Retry-After {seconds}");
-        rate_limited(attempt(&app, &email, PASSWORD).await).await;
+        rate_limited(app.try_log_in(&email, PASSWORD).await).await;
         // Nothing changed.
         app.clock.advance(31);
         logs_in(&app, &email, PASSWORD).await;
     }
 
     async fn a_weak_new_password_is_refused_on_change(app) {
-        let email = verified_account(&app).await;
+        let email = app.verified_account().await;
         let caller = app.log_in(&email, false).await;
         field_problem(
             change(&app, &caller.access_token, PASSWORD, "Qx7-zp").await,
@@ -806,8 +667,8 @@ on_both_backends! {
     async fn a_change_emails_the_stored_address(app) {
         let (lowercase, stored) = mixed_case_account(&app).await;
         let caller = app.log_in(&lowercase, false).await;
-        expect_status(change(&app, &caller.access_token, PASSWORD, NEW_PASSWORD).await, 200, "password_changed").await;
-        let notices = mails_with_subject(&app, &lowercase, "Your password was changed").await;
+        json_status(change(&app, &caller.access_token, PASSWORD, NEW_PASSWORD).await, 200, "password_changed").await;
+        let notices = app.mails_with_subject(&lowercase, "Your password was changed").await;
         assert_eq!(notices.len(), 1);
         assert_eq!(notices[0].to, stored);
         assert!(notices[0].text.contains("127.0.0.1"), "{}", notices[0].text);
@@ -815,7 +676,7 @@ on_both_backends! {
     }
 
     async fn a_change_needs_a_valid_access_token(app) {
-        let email = verified_account(&app).await;
+        let email = app.verified_account().await;
         let request = json!({ "current_password": PASSWORD, "new_password": NEW_PASSWORD });
         let anonymous = app
             .http
@@ -834,7 +695,7 @@ on_both_backends! {
     }
 
     async fn a_change_body_with_unknown_fields_is_refused(app) {
-        let email = verified_account(&app).await;
+        let email = app.verified_account().await;
         let caller = app.log_in(&email, false).await;
         let response = app
             .change_password(
@@ -876,7 +737,7 @@ on_both_backends! {
     }
 
     async fn setting_a_question_shows_on_the_account_and_never_reveals_the_answer(app) {
-        let email = verified_account(&app).await;
+        let email = app.verified_account().await;
         let tokens = app.log_in(&email, false).await;
         let before = account_view(&app, &tokens.access_token).await;
         assert_eq!(before["two_step"]["security_question"], false);
@@ -896,8 +757,8 @@ on_both_backends! {
             assert!(!everything.contains(secret), "{secret} appears in a response");
         }
         // Setting it again replaces it.
-        expect_status(
-            set_question(&app, &tokens.access_token, PASSWORD, OTHER_QUESTION, "Maple Avenue").await,
+        json_status(
+            set_question(&app, &tokens.access_token, PASSWORD, OTHER_QUESTION, OTHER_ANSWER).await,
             200,
             "security_question_set",
         )
@@ -906,9 +767,9 @@ on_both_backends! {
     }
 
     async fn setting_a_question_needs_the_current_password(app) {
-        let email = verified_account(&app).await;
+        let email = app.verified_account().await;
         let tokens = app.log_in(&email, false).await;
-        problem(set_question(&app, &tokens.access_token, WRONG, QUESTION, ANSWER).await, 401, "invalid_credentials").await;
+        problem(set_question(&app, &tokens.access_token, WRONG_PASSWORD, QUESTION, ANSWER).await, 401, "invalid_credentials").await;
         assert!(!has_question(&app, &email).await);
         // Anonymous callers are refused.
         let anonymous = app
@@ -919,11 +780,11 @@ on_both_backends! {
             .await
             .expect("the request is sent");
         problem(anonymous, 401, "unauthorized").await;
-        assert!(mails_with_subject(&app, &email, "Your security question was changed").await.is_empty());
+        assert!(app.mails_with_subject(&email, "Your security question was changed").await.is_empty());
     }
 
     async fn an_unknown_question_or_field_is_refused(app) {
-        let email = verified_account(&app).await;
+        let email = app.verified_account().await;
         let tokens = app.log_in(&email, false).await;
         let body = problem(
             set_question(&app, &tokens.access_token, PASSWORD, "favourite-password", ANSWER).await,
@@ -943,7 +804,7 @@ on_both_backends! {
     }
 
     async fn short_answers_and_answers_that_repeat_a_credential_are_refused(app) {
-        let (email, username) = account_with_username(&app).await;
+        let (email, username) = app.verified_account_with_username().await;
         let tokens = app.log_in(&email, false).await;
         let local_part = email.split('@').next().expect("a local part").to_uppercase();
         let (shouted_email, spaced_username) =
@@ -971,13 +832,8 @@ on_both_backends! {
     async fn setting_a_question_emails_the_stored_address(app) {
         let (lowercase, stored) = mixed_case_account(&app).await;
         let tokens = app.log_in(&lowercase, false).await;
-        expect_status(
-            set_question(&app, &tokens.access_token, PASSWORD, QUESTION, ANSWER).await,
-            200,
-            "security_question_set",
-        )
-        .await;
-        let notices = mails_with_subject(&app, &lowercase, "Your security question was changed").await;
+        set_the_question(&app, &tokens.access_token).await;
+        let notices = app.mails_with_subject(&lowercase, "Your security question was changed").await;
         assert_eq!(notices.len(), 1);
         assert_eq!(notices[0].to, stored);
         assert!(notices[0].text.contains("127.0.0.1"), "{}", notices[0].text);
@@ -993,13 +849,13 @@ on_both_backends! {
 on_both_backends! {
     async fn forgot_answer_mails_a_link_only_to_an_account_with_a_question(app) {
         let (with_question, _) = account_with_question(&app).await;
-        let without_question = verified_account(&app).await;
+        let without_question = app.verified_account().await;
         let unknown = unique_email();
 
         let reference = snapshot(app.forgot_security_answer(&with_question.to_uppercase()).await).await;
         assert_eq!(reference.0, 202);
         assert_eq!(serde_json::from_slice::<Value>(&reference.2).expect("JSON"), json!({ "status": "email_sent" }));
-        let mails = link_mails(&app, &with_question, QUESTION_PAGE).await;
+        let mails = app.mails_with_link(&with_question, QUESTION_PAGE).await;
         assert_eq!(mails.len(), 1);
         assert_eq!(mails[0].to, with_question);
         assert_eq!(mails[0].subject, "Reset your security question");
@@ -1020,8 +876,8 @@ on_both_backends! {
             &app, "/v1/security-question/forgot", POISONED, &json!({ "login": email }),
         )
         .await;
-        expect_status(response, 202, "email_sent").await;
-        let mails = link_mails(&app, &email, QUESTION_PAGE).await;
+        json_status(response, 202, "email_sent").await;
+        let mails = app.mails_with_link(&email, QUESTION_PAGE).await;
         assert_eq!(mails.len(), 1);
         assert_link_from_config(&mails[0], QUESTION_PAGE);
     }
@@ -1029,17 +885,12 @@ on_both_backends! {
     async fn the_link_and_the_password_reset_the_question(app) {
         let (email, tokens) = account_with_question(&app).await;
         let token = ask_for_question_reset(&app, &email).await;
-        expect_status(
-            reset_question(&app, &token, PASSWORD, OTHER_QUESTION, "Maple Avenue").await,
-            200,
-            "security_question_reset",
-        )
-        .await;
+        assert_question_reset(&app, &token).await;
         assert!(has_question(&app, &email).await);
         // The password and the sessions are untouched.
-        assert_access_accepted(&app, &tokens.access_token).await;
+        app.assert_access_accepted(&tokens.access_token).await;
         logs_in(&app, &email, PASSWORD).await;
-        let notices = mails_with_subject(&app, &email, "Your security question was changed").await;
+        let notices = app.mails_with_subject(&email, "Your security question was changed").await;
         assert_eq!(notices.len(), 2, "one for setting, one for resetting");
         assert!(notices.iter().all(|m| m.to == email));
         // Used once only.
@@ -1054,24 +905,14 @@ on_both_backends! {
     async fn question_mails_go_to_the_stored_address(app) {
         let (lowercase, stored) = mixed_case_account(&app).await;
         let tokens = app.log_in(&lowercase, false).await;
-        expect_status(
-            set_question(&app, &tokens.access_token, PASSWORD, QUESTION, ANSWER).await,
-            200,
-            "security_question_set",
-        )
-        .await;
-        expect_status(app.forgot_security_answer(&lowercase.to_uppercase()).await, 202, "email_sent").await;
-        let links = link_mails(&app, &lowercase, QUESTION_PAGE).await;
+        set_the_question(&app, &tokens.access_token).await;
+        json_status(app.forgot_security_answer(&lowercase.to_uppercase()).await, 202, "email_sent").await;
+        let links = app.mails_with_link(&lowercase, QUESTION_PAGE).await;
         assert_eq!(links.len(), 1);
         assert_eq!(links[0].to, stored);
         let token = links[0].link_token(QUESTION_PAGE).expect("a link");
-        expect_status(
-            reset_question(&app, &token, PASSWORD, OTHER_QUESTION, "Maple Avenue").await,
-            200,
-            "security_question_reset",
-        )
-        .await;
-        let notices = mails_with_subject(&app, &lowercase, "Your security question was changed").await;
+        assert_question_reset(&app, &token).await;
+        let notices = app.mails_with_subject(&lowercase, "Your security question was changed").await;
         assert_eq!(notices.len(), 2);
         assert!(notices[0].text.contains("127.0.0.1"), "{}", notices[0].text);
         assert_all_mail_went_to(&app, &lowercase, &stored).await;
@@ -1081,7 +922,7 @@ on_both_backends! {
         let (email, _) = account_with_question(&app).await;
         let token = ask_for_question_reset(&app, &email).await;
         problem(
-            reset_question(&app, &token, WRONG, OTHER_QUESTION, "Maple Avenue").await,
+            reset_question(&app, &token, WRONG_PASSWORD, OTHER_QUESTION, OTHER_ANSWER).await,
             401,
             "invalid_credentials",
         )
@@ -1100,12 +941,7 @@ on_both_backends! {
             "equals_password",
         )
         .await;
-        expect_status(
-            reset_question(&app, &token, PASSWORD, OTHER_QUESTION, "Maple Avenue").await,
-            200,
-            "security_question_reset",
-        )
-        .await;
+        assert_question_reset(&app, &token).await;
     }
 
     async fn a_question_link_expires_after_an_hour(app) {
@@ -1113,13 +949,13 @@ on_both_backends! {
         let token = ask_for_question_reset(&app, &email).await;
         app.clock.advance(HOUR + 1);
         problem(
-            reset_question(&app, &token, PASSWORD, OTHER_QUESTION, "Maple Avenue").await,
+            reset_to_other_question(&app, &token).await,
             400,
             "token_expired",
         )
         .await;
         problem(
-            reset_question(&app, "garbage", PASSWORD, OTHER_QUESTION, "Maple Avenue").await,
+            reset_to_other_question(&app, "garbage").await,
             400,
             "invalid_token",
         )
@@ -1132,54 +968,20 @@ on_both_backends! {
         let password_token = ask_for_reset(&app, &email, &email).await;
         problem(reset(&app, &question_token, NEW_PASSWORD).await, 400, "invalid_token").await;
         problem(
-            reset_question(&app, &password_token, PASSWORD, OTHER_QUESTION, "Maple Avenue").await,
+            reset_to_other_question(&app, &password_token).await,
             400,
             "invalid_token",
         )
         .await;
         // Both still work for their own purpose.
-        expect_status(
-            reset_question(&app, &question_token, PASSWORD, OTHER_QUESTION, "Maple Avenue").await,
-            200,
-            "security_question_reset",
-        )
-        .await;
-        expect_status(reset(&app, &password_token, NEW_PASSWORD).await, 200, "password_reset").await;
+        assert_question_reset(&app, &question_token).await;
+        json_status(reset(&app, &password_token, NEW_PASSWORD).await, 200, "password_reset").await;
     }
 }
 
 // ---------------------------------------------------------------------------------
 // The local server's pages (memory backend)
 // ---------------------------------------------------------------------------------
-
-/// `application/x-www-form-urlencoded` text of `pairs`.
-fn form(pairs: &[(&str, &str)]) -> String {
-    let encode = |text: &str| {
-        text.bytes()
-            .map(|b| match b {
-                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                    char::from(b).to_string()
-                }
-                _ => format!("%{b:02X}"),
-            })
-            .collect::<String>()
-    };
-    pairs
-        .iter()
-        .map(|(name, value)| format!("{}={}", encode(name), encode(value)))
-        .collect::<Vec<_>>()
-        .join("&")
-}
-
-async fn post_form(app: &TestApp, path: &str, pairs: &[(&str, &str)]) -> reqwest::Response {
-    app.http
-        .post(format!("{}{path}", app.address))
-        .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
-        .body(form(pairs))
-        .send()
-        .await
-        .expect("the form is sent")
-}
 
 /// Asserts an HTML page with this status and returns its text.
 async fn html_page(response: reqwest::Response, status: u16) -> String {
@@ -1194,7 +996,7 @@ async fn html_page(response: reqwest::Response, status: u16) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_reset_page_shows_a_form_and_only_its_post_spends_the_link() {
     let app = TestApp::spawn(Backend::Memory).await;
-    let email = verified_account(&app).await;
+    let email = app.verified_account().await;
     let token = ask_for_reset(&app, &email, &email).await;
     // A mail scanner may fetch the link any number of times.
     for _ in 0..2 {
@@ -1207,8 +1009,7 @@ async fn the_reset_page_shows_a_form_and_only_its_post_spends_the_link() {
         assert!(page.contains("name=\"new_password\""), "{page}");
     }
     let page = html_page(
-        post_form(
-            &app,
+        app.post_form(
             RESET_PAGE,
             &[("token", &token), ("new_password", NEW_PASSWORD)],
         )
@@ -1220,8 +1021,7 @@ async fn the_reset_page_shows_a_form_and_only_its_post_spends_the_link() {
     logs_in(&app, &email, NEW_PASSWORD).await;
     // The button cannot be pressed twice.
     let page = html_page(
-        post_form(
-            &app,
+        app.post_form(
             RESET_PAGE,
             &[("token", &token), ("new_password", "yet-another-pass-9")],
         )
@@ -1231,7 +1031,7 @@ async fn the_reset_page_shows_a_form_and_only_its_post_spends_the_link() {
     .await;
     assert!(page.contains("invalid_token"), "{page}");
     assert_eq!(
-        mails_with_subject(&app, &email, "Your password was reset")
+        app.mails_with_subject(&email, "Your password was reset")
             .await
             .len(),
         1
@@ -1267,14 +1067,13 @@ async fn the_question_reset_page_lists_the_questions_and_its_post_resets() {
         assert!(page.contains(text), "{text} missing");
     }
     let page = html_page(
-        post_form(
-            &app,
+        app.post_form(
             QUESTION_PAGE,
             &[
                 ("token", &token),
                 ("password", PASSWORD),
                 ("question_id", OTHER_QUESTION),
-                ("answer", "Maple Avenue"),
+                ("answer", OTHER_ANSWER),
             ],
         )
         .await,

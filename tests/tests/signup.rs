@@ -6,9 +6,10 @@ use accounts::clock::Clock;
 use accounts::records::{attr, keys, unverified_day};
 use accounts::store::schema::UNVERIFIED_BY_DAY;
 use accounts::store::{Item, Query};
+use api_tests::assert::{complete_problem, json_status};
 use api_tests::{
-    BASE_URL, Mail, PASSWORD, TestApp, body, on_both_backends, on_both_backends_with, unique_email,
-    unique_username,
+    BASE_URL, Mail, PASSWORD, TestApp, body, median, on_both_backends, on_both_backends_with,
+    signup_body, unique_email, unique_username,
 };
 use reqwest::header::{CACHE_CONTROL, CONTENT_TYPE, HOST, RETRY_AFTER};
 use serde_json::{Value, json};
@@ -20,53 +21,13 @@ const EXISTS_SUBJECT: &str = "You already have an account";
 /// For tests that sign up more often than the default per-IP limit would allow.
 const MANY_SIGNUPS: &[(&str, &str)] = &[("SIGNUPS_PER_IP_PER_HOUR", "1000")];
 
-fn signup_body(email: &str) -> Value {
-    json!({ "email": email, "password": PASSWORD, "account_type": "freelancer" })
-}
-
 fn verification_sent() -> Value {
     json!({ "status": "verification_sent" })
 }
 
 /// Asserts a `202 {"status": "verification_sent"}` answer.
 async fn assert_verification_sent(response: reqwest::Response) {
-    let status = response.status();
-    let content_type = response.headers().get(CONTENT_TYPE).cloned();
-    let body = body(response).await;
-    assert_eq!(status, 202, "{body}");
-    assert_eq!(
-        content_type.as_ref().and_then(|v| v.to_str().ok()),
-        Some("application/json")
-    );
-    assert_eq!(body, verification_sent());
-}
-
-/// Asserts a problem document with this status and code, and returns its body.
-async fn problem(response: reqwest::Response, status: u16, code: &str) -> Value {
-    assert_eq!(response.status(), status);
-    let content_type = response
-        .headers()
-        .get(CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_owned();
-    let body = body(response).await;
-    assert_eq!(content_type, "application/problem+json", "{body}");
-    for key in ["type", "title", "status", "code", "detail"] {
-        assert!(body.get(key).is_some(), "no {key} in {body}");
-    }
-    assert_eq!(body["type"], "about:blank", "{body}");
-    assert!(
-        body["title"].as_str().is_some_and(|t| !t.is_empty()),
-        "{body}"
-    );
-    assert!(
-        body["detail"].as_str().is_some_and(|d| !d.is_empty()),
-        "{body}"
-    );
-    assert_eq!(body["status"], status, "{body}");
-    assert_eq!(body["code"], code, "{body}");
-    body
+    json_status(response, 202, "verification_sent").await;
 }
 
 /// The field errors of a problem, sorted, as `(field, code)` pairs.
@@ -93,6 +54,22 @@ fn pairs(expected: &[(&str, &str)]) -> Vec<(String, String)> {
         .collect();
     pairs.sort();
     pairs
+}
+
+/// [`signup_body`] for a new address, with `field` set to `value`.
+fn new_signup_with(field: &str, value: Value) -> Value {
+    let mut signup = signup_body(&unique_email());
+    signup[field] = value;
+    signup
+}
+
+/// Asserts that `signup` is refused with `400 code` and exactly the field errors
+/// `expected`, and that nothing was created for or mailed to its address.
+async fn assert_refused(app: &TestApp, signup: &Value, code: &str, expected: &[(&str, &str)]) {
+    let email = signup["email"].as_str().expect("an email in the signup");
+    let problem = complete_problem(app.signup(signup).await, 400, code).await;
+    assert_eq!(field_errors(&problem), pairs(expected), "{signup}");
+    assert_untouched(app, email).await;
 }
 
 /// The claim on an email address (in its canonical form), if any.
@@ -178,16 +155,6 @@ fn urls(text: &str) -> Vec<&str> {
         .collect()
 }
 
-fn median(samples: &mut [Duration]) -> Duration {
-    samples.sort();
-    let mid = samples.len() / 2;
-    if samples.len().is_multiple_of(2) {
-        (samples[mid - 1] + samples[mid]) / 2
-    } else {
-        samples[mid]
-    }
-}
-
 /// Each ASCII character of `text` as its full-width form (NFKC folds them back).
 fn full_width(text: &str) -> String {
     text.chars()
@@ -270,32 +237,15 @@ on_both_backends! {
 
     async fn an_unknown_account_type_is_an_invalid_request(app) {
         for account_type in ["admin", "", "staff"] {
-            let email = unique_email();
-            let response = app
-                .signup(&json!({
-                    "email": email,
-                    "password": PASSWORD,
-                    "account_type": account_type,
-                }))
-                .await;
-            let problem = problem(response, 400, "invalid_request").await;
-            assert_eq!(
-                field_errors(&problem),
-                pairs(&[("account_type", "invalid")]),
-                "{account_type:?}"
-            );
-            assert_untouched(&app, &email).await;
+            let signup = new_signup_with("account_type", json!(account_type));
+            assert_refused(&app, &signup, "invalid_request", &[("account_type", "invalid")]).await;
         }
         assert!(unverified_accounts(&app).await.is_empty());
     }
 
     async fn a_full_name_over_100_characters_is_an_invalid_request(app) {
-        let email = unique_email();
-        let mut signup = signup_body(&email);
-        signup["full_name"] = json!("é".repeat(101));
-        let problem = problem(app.signup(&signup).await, 400, "invalid_request").await;
-        assert_eq!(field_errors(&problem), pairs(&[("full_name", "invalid")]));
-        assert_untouched(&app, &email).await;
+        let mut signup = new_signup_with("full_name", json!("é".repeat(101)));
+        assert_refused(&app, &signup, "invalid_request", &[("full_name", "invalid")]).await;
         signup["full_name"] = json!("é".repeat(100));
         assert_verification_sent(app.signup(&signup).await).await;
     }
@@ -422,7 +372,7 @@ on_both_backends! {
         let second = unique_email();
         let mut signup = signup_body(&second);
         signup["username"] = json!(username.to_uppercase());
-        problem(app.signup(&signup).await, 409, "username_taken").await;
+        complete_problem(app.signup(&signup).await, 409, "username_taken").await;
         assert_untouched(&app, &second).await;
         assert_eq!(unverified_accounts(&app).await.len(), 1);
     }
@@ -441,7 +391,7 @@ on_both_backends! {
             let mut signup = signup_body(&email);
             signup["username"] = json!(username);
             let response = app.signup(&signup).await;
-            answers.push(problem(response, 409, "username_taken").await);
+            answers.push(complete_problem(response, 409, "username_taken").await);
         }
         assert_eq!(answers[0], answers[1]);
         assert_eq!(answers[0], answers[2]);
@@ -463,7 +413,7 @@ on_both_backends! {
             "user@127.0.0.1",
         ] {
             let response = app.signup(&signup_body(email)).await;
-            let problem = problem(response, 400, "invalid_email").await;
+            let problem = complete_problem(response, 400, "invalid_email").await;
             assert_eq!(field_errors(&problem), pairs(&[("email", "invalid")]), "{email:?}");
         }
         assert!(unverified_accounts(&app).await.is_empty());
@@ -471,12 +421,8 @@ on_both_backends! {
 
     async fn a_password_of_seven_characters_is_too_short_and_eight_are_enough(app) {
         for password in ["Tq8#zLm", "\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}"] {
-            let email = unique_email();
-            let mut signup = signup_body(&email);
-            signup["password"] = json!(password);
-            let problem = problem(app.signup(&signup).await, 400, "weak_password").await;
-            assert_eq!(field_errors(&problem), pairs(&[("password", "too_short")]), "{password}");
-            assert_untouched(&app, &email).await;
+            let signup = new_signup_with("password", json!(password));
+            assert_refused(&app, &signup, "weak_password", &[("password", "too_short")]).await;
         }
         let mut signup = signup_body(&unique_email());
         signup["password"] = json!("Tq8#zLmw");
@@ -484,12 +430,8 @@ on_both_backends! {
     }
 
     async fn a_password_of_129_characters_is_too_long(app) {
-        let email = unique_email();
-        let mut signup = signup_body(&email);
-        signup["password"] = json!(format!("{}x", "Zq7-".repeat(32)));
-        let problem = problem(app.signup(&signup).await, 400, "weak_password").await;
-        assert_eq!(field_errors(&problem), pairs(&[("password", "too_long")]));
-        assert_untouched(&app, &email).await;
+        let signup = new_signup_with("password", json!(format!("{}x", "Zq7-".repeat(32))));
+        assert_refused(&app, &signup, "weak_password", &[("password", "too_long")]).await;
         assert!(unverified_accounts(&app).await.is_empty());
     }
 
@@ -501,22 +443,14 @@ on_both_backends! {
         assert_verification_sent(app.signup(&signup).await).await;
         assert!(claim(&app, &email).await.is_some());
 
-        let email = unique_email();
-        let mut signup = signup_body(&email);
-        signup["password"] = json!("\u{e9}".repeat(129));
-        let problem = problem(app.signup(&signup).await, 400, "weak_password").await;
-        assert_eq!(field_errors(&problem), pairs(&[("password", "too_long")]));
-        assert_untouched(&app, &email).await;
+        let signup = new_signup_with("password", json!("\u{e9}".repeat(129)));
+        assert_refused(&app, &signup, "weak_password", &[("password", "too_long")]).await;
     }
 
     async fn a_common_password_is_refused(app) {
         for password in ["password123", "PASSWORD123"] {
-            let email = unique_email();
-            let mut signup = signup_body(&email);
-            signup["password"] = json!(password);
-            let problem = problem(app.signup(&signup).await, 400, "weak_password").await;
-            assert_eq!(field_errors(&problem), pairs(&[("password", "common")]), "{password}");
-            assert_untouched(&app, &email).await;
+            let signup = new_signup_with("password", json!(password));
+            assert_refused(&app, &signup, "weak_password", &[("password", "common")]).await;
         }
         assert!(unverified_accounts(&app).await.is_empty());
     }
@@ -526,9 +460,7 @@ on_both_backends! {
         let local = email.split('@').next().unwrap_or_default().to_uppercase();
         let mut signup = signup_body(&email);
         signup["password"] = json!(format!("My-{local}-pw"));
-        let problem = problem(app.signup(&signup).await, 400, "weak_password").await;
-        assert_eq!(field_errors(&problem), pairs(&[("password", "contains_email")]));
-        assert_untouched(&app, &email).await;
+        assert_refused(&app, &signup, "weak_password", &[("password", "contains_email")]).await;
         assert!(unverified_accounts(&app).await.is_empty());
     }
 
@@ -538,9 +470,7 @@ on_both_backends! {
         let mut signup = signup_body(&email);
         signup["username"] = json!(username);
         signup["password"] = json!(format!("Zz-{}-9", username.to_uppercase()));
-        let problem = problem(app.signup(&signup).await, 400, "weak_password").await;
-        assert_eq!(field_errors(&problem), pairs(&[("password", "contains_username")]));
-        assert_untouched(&app, &email).await;
+        assert_refused(&app, &signup, "weak_password", &[("password", "contains_username")]).await;
         let username_claim = app
             .app
             .store
@@ -561,26 +491,18 @@ on_both_backends! {
         let mut signup = signup_body(&email);
         signup["username"] = json!(username);
         signup["password"] = json!(password);
-        let problem = problem(app.signup(&signup).await, 400, "weak_password").await;
-        assert_eq!(
-            field_errors(&problem),
-            pairs(&[
-                ("password", "too_long"),
-                ("password", "contains_email"),
-                ("password", "contains_username"),
-            ])
-        );
-        assert_untouched(&app, &email).await;
+        let weaknesses = [
+            ("password", "too_long"),
+            ("password", "contains_email"),
+            ("password", "contains_username"),
+        ];
+        assert_refused(&app, &signup, "weak_password", &weaknesses).await;
     }
 
     async fn an_invalid_username_is_refused(app) {
         for username in ["ab", "a b c", "_abc", "abc-", "a@b.c", "\u{fc}n\u{ef}code"] {
-            let email = unique_email();
-            let mut signup = signup_body(&email);
-            signup["username"] = json!(username);
-            let problem = problem(app.signup(&signup).await, 400, "invalid_username").await;
-            assert_eq!(field_errors(&problem), pairs(&[("username", "invalid")]), "{username}");
-            assert_untouched(&app, &email).await;
+            let signup = new_signup_with("username", json!(username));
+            assert_refused(&app, &signup, "invalid_username", &[("username", "invalid")]).await;
         }
         assert!(unverified_accounts(&app).await.is_empty());
     }
@@ -594,7 +516,7 @@ on_both_backends! {
             let email = unique_email();
             let mut signup = signup_body(&email);
             signup[field] = value;
-            problem(app.signup(&signup).await, 400, "invalid_request").await;
+            complete_problem(app.signup(&signup).await, 400, "invalid_request").await;
             assert_untouched(&app, &email).await;
         }
         assert!(unverified_accounts(&app).await.is_empty());
@@ -612,7 +534,7 @@ on_both_backends! {
             format!("{{\"email\": \"{email}\", \"account_type\": \"client\"}}"),
         ] {
             let response = post_raw(&app, "/v1/signup", Some("application/json"), raw.clone()).await;
-            problem(response, 400, "invalid_request").await;
+            complete_problem(response, 400, "invalid_request").await;
             assert_untouched(&app, &email).await;
         }
     }
@@ -622,7 +544,7 @@ on_both_backends! {
         let raw = signup_body(&email).to_string();
         for content_type in [Some("text/plain"), Some("application/x-www-form-urlencoded"), None] {
             let response = post_raw(&app, "/v1/signup", content_type, raw.clone()).await;
-            problem(response, 415, "unsupported_media_type").await;
+            complete_problem(response, 415, "unsupported_media_type").await;
             assert_untouched(&app, &email).await;
         }
     }
@@ -633,7 +555,7 @@ on_both_backends! {
         signup["full_name"] = json!(format!("Ada{}", " ".repeat(17 * 1024)));
         let response =
             post_raw(&app, "/v1/signup", Some("application/json"), signup.to_string()).await;
-        problem(response, 413, "payload_too_large").await;
+        complete_problem(response, 413, "payload_too_large").await;
         assert_untouched(&app, &email).await;
 
         // One byte over is already too much.
@@ -643,7 +565,7 @@ on_both_backends! {
         let raw = signup.to_string();
         assert_eq!(raw.len(), 16 * 1024 + 1);
         let response = post_raw(&app, "/v1/signup", Some("application/json"), raw).await;
-        problem(response, 413, "payload_too_large").await;
+        complete_problem(response, 413, "payload_too_large").await;
         assert_untouched(&app, &email).await;
     }
 
@@ -661,14 +583,14 @@ on_both_backends! {
     }
 
     async fn get_on_signup_is_method_not_allowed(app) {
-        problem(app.get("/v1/signup").await, 405, "method_not_allowed").await;
-        problem(app.get("/v1/signup/correct-email").await, 405, "method_not_allowed").await;
+        complete_problem(app.get("/v1/signup").await, 405, "method_not_allowed").await;
+        complete_problem(app.get("/v1/signup/correct-email").await, 405, "method_not_allowed").await;
     }
 
     async fn an_unknown_path_is_a_not_found_problem(app) {
-        problem(app.get("/v1/nope").await, 404, "not_found").await;
+        complete_problem(app.get("/v1/nope").await, 404, "not_found").await;
         let response = app.post("/v1/signup/nope", &signup_body(&unique_email())).await;
-        problem(response, 404, "not_found").await;
+        complete_problem(response, 404, "not_found").await;
     }
 
     async fn links_in_emails_come_from_configuration_not_request_headers(app) {
@@ -722,11 +644,7 @@ on_both_backends! {
         let (old, new) = (unique_email(), unique_email());
         assert_verification_sent(app.sign_up(&old).await).await;
         let owner = claimant(&app, &old).await;
-        let old_token = app
-            .last_mail_to(&old)
-            .await
-            .and_then(|m| m.link_token("/verify-email"))
-            .expect("a verification link to the old address");
+        let old_token = app.verification_token(&old).await;
 
         let response = app
             .correct_email(&json!({"email": old, "password": PASSWORD, "new_email": new}))
@@ -744,7 +662,7 @@ on_both_backends! {
         assert_eq!(account(&app, &new).await.s(attr::EMAIL), Some(new.as_str()));
 
         let response = app.verify_email(&json!({"token": old_token})).await;
-        problem(response, 400, "invalid_token").await;
+        complete_problem(response, 400, "invalid_token").await;
         let response = app.verify_email(&json!({"token": new_token})).await;
         assert_eq!(response.status(), 200);
         assert_eq!(body(response).await, json!({"status": "verified"}));
@@ -771,11 +689,7 @@ on_both_backends! {
         assert_eq!(account(&app, &old).await, before);
         assert_eq!(app.mail_to(&old).await.len(), 1);
         // The original link still works.
-        let token = app
-            .last_mail_to(&old)
-            .await
-            .and_then(|m| m.link_token("/verify-email"))
-            .expect("a link");
+        let token = app.verification_token(&old).await;
         let response = app.verify_email(&json!({"token": token})).await;
         assert_eq!(response.status(), 200);
     }
@@ -829,11 +743,7 @@ on_both_backends! {
         assert_eq!(mails[0].subject, EXISTS_SUBJECT);
         assert_eq!(mails[0].to, other);
         // The original link to the old address still works.
-        let token = app
-            .last_mail_to(&old)
-            .await
-            .and_then(|m| m.link_token("/verify-email"))
-            .expect("a link");
+        let token = app.verification_token(&old).await;
         assert_eq!(app.verify_email(&json!({"token": token})).await.status(), 200);
     }
 
@@ -845,13 +755,13 @@ on_both_backends! {
             let response = app
                 .correct_email(&json!({"email": old, "password": PASSWORD, "new_email": new_email}))
                 .await;
-            let problem = problem(response, 400, "invalid_email").await;
+            let problem = complete_problem(response, 400, "invalid_email").await;
             assert_eq!(field_errors(&problem), pairs(&[("new_email", "invalid")]), "{new_email:?}");
         }
         let response = app
             .correct_email(&json!({"email": "nope", "password": PASSWORD, "new_email": unique_email()}))
             .await;
-        let problem = problem(response, 400, "invalid_email").await;
+        let problem = complete_problem(response, 400, "invalid_email").await;
         assert_eq!(field_errors(&problem), pairs(&[("email", "invalid")]));
         assert_eq!(account(&app, &old).await, before);
         assert_eq!(app.mail_to(&old).await.len(), 1);
@@ -868,7 +778,7 @@ on_both_backends! {
                 "email_verified": true,
             }))
             .await;
-        problem(response, 400, "invalid_request").await;
+        complete_problem(response, 400, "invalid_request").await;
         assert_untouched(&app, &new).await;
     }
 }
@@ -878,20 +788,9 @@ on_both_backends_with! {
 
     async fn twenty_concurrent_signups_for_one_address_create_one_account(app) {
         let email = unique_email();
-        let url = format!("{}/v1/signup", app.address);
-        let tasks: Vec<_> = (0..20)
-            .map(|_| {
-                let (http, url, signup) = (app.http.clone(), url.clone(), signup_body(&email));
-                tokio::spawn(async move {
-                    let response = http.post(url).json(&signup).send().await.expect("sent");
-                    let status = response.status().as_u16();
-                    let body: Value = response.json().await.expect("a JSON body");
-                    (status, body)
-                })
-            })
-            .collect();
-        for task in tasks {
-            assert_eq!(task.await.expect("the task ends"), (202, verification_sent()));
+        let signups = vec![signup_body(&email); 20];
+        for answer in app.post_concurrently("/v1/signup", signups).await {
+            assert_eq!(answer, (202, verification_sent()));
         }
         let mails = app.mail_to(&email).await;
         let (verifications, notices) = (count(&mails, VERIFY_SUBJECT), count(&mails, EXISTS_SUBJECT));
@@ -931,7 +830,7 @@ on_both_backends_with! {
                 .and_then(|v| v.parse().ok())
                 .expect("an integer Retry-After header");
             assert!((1..=3_600).contains(&retry_after), "{retry_after}");
-            problem(response, 429, "rate_limited").await;
+            complete_problem(response, 429, "rate_limited").await;
             assert_untouched(&app, &email).await;
         }
         assert_eq!(unverified_accounts(&app).await.len(), 3);
@@ -957,7 +856,7 @@ on_both_backends_with! {
             assert_verification_sent(app.sign_up(&unique_email()).await).await;
             unknown.push(started.elapsed());
         }
-        let (known, unknown) = (median(&mut known), median(&mut unknown));
+        let (known, unknown) = (median(known), median(unknown));
         assert!(known >= floor, "existing: {known:?}");
         assert!(unknown >= floor, "new: {unknown:?}");
         let (low, high) = if known < unknown { (known, unknown) } else { (unknown, known) };

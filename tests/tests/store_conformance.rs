@@ -109,6 +109,15 @@ impl InjectFaults {
             .push_back((operation, body.to_string()));
     }
 
+    /// Plans a `TransactWriteItems` cancelled with one reason per action ([`conflict_reasons`]).
+    fn plan_cancelled_transaction(&self, codes: &[&str]) {
+        self.plan(
+            "TransactWriteItems",
+            "TransactionCanceledException",
+            conflict_reasons(codes),
+        );
+    }
+
     fn left(&self) -> usize {
         self.planned.lock().expect("lock").len()
     }
@@ -209,11 +218,7 @@ async fn the_dynamodb_store_retries_transaction_conflicts() {
 
     // Conflicts are retried until the transaction goes through.
     for _ in 0..2 {
-        faults.plan(
-            "TransactWriteItems",
-            "TransactionCanceledException",
-            conflict_reasons(&["None", "TransactionConflict"]),
-        );
+        faults.plan_cancelled_transaction(&["None", "TransactionConflict"]);
     }
     counter.reset();
     store.transact(transaction()).await.expect("transact");
@@ -221,11 +226,7 @@ async fn the_dynamodb_store_retries_transaction_conflicts() {
     assert_eq!(faults.left(), 0);
 
     // A failed condition wins over a conflict: no retry.
-    faults.plan(
-        "TransactWriteItems",
-        "TransactionCanceledException",
-        conflict_reasons(&["TransactionConflict", "ConditionalCheckFailed"]),
-    );
+    faults.plan_cancelled_transaction(&["TransactionConflict", "ConditionalCheckFailed"]);
     counter.reset();
     match store.transact(transaction()).await {
         Err(TransactError::ConditionFailed { failed }) => {
@@ -240,11 +241,7 @@ async fn the_dynamodb_store_retries_transaction_conflicts() {
 
     // Endless conflicts end in an error after a bounded number of attempts.
     for _ in 0..20 {
-        faults.plan(
-            "TransactWriteItems",
-            "TransactionCanceledException",
-            conflict_reasons(&["TransactionConflict", "None"]),
-        );
+        faults.plan_cancelled_transaction(&["TransactionConflict", "None"]);
     }
     counter.reset();
     let result = store.transact(transaction()).await;
@@ -257,11 +254,7 @@ async fn the_dynamodb_store_retries_transaction_conflicts() {
     faults.planned.lock().expect("lock").clear();
 
     // Other cancellation reasons are errors, not failed conditions.
-    faults.plan(
-        "TransactWriteItems",
-        "TransactionCanceledException",
-        conflict_reasons(&["None", "ValidationError"]),
-    );
+    faults.plan_cancelled_transaction(&["None", "ValidationError"]);
     let result = store.transact(transaction()).await;
     assert!(
         matches!(result, Err(TransactError::Unexpected(_))),

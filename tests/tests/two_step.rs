@@ -7,14 +7,12 @@
 
 use std::collections::BTreeSet;
 
-use api_tests::{Mail, PASSWORD, TestApp, Tokens, body, on_both_backends, unique_email};
-use reqwest::header::{CACHE_CONTROL, CONTENT_TYPE, RETRY_AFTER};
+use api_tests::assert::{ok_json, problem, rate_limited};
+use api_tests::{Mail, PASSWORD, TestApp, Tokens, WRONG_PASSWORD, on_both_backends, sorted_keys};
 use serde_json::{Value, json};
 
 /// Seconds in a TOTP time step.
 const STEP: i64 = 30;
-/// A password that is never anyone's.
-const WRONG_PASSWORD: &str = "wrong-password-123";
 /// A new password that meets the policy.
 const NEW_PASSWORD: &str = "violet-harbour-4471";
 /// The security question used here, and its answer.
@@ -29,61 +27,6 @@ const REGENERATED: &str = "New backup codes were created";
 // ---------------------------------------------------------------------------------
 // Helpers
 // ---------------------------------------------------------------------------------
-
-fn header(response: &reqwest::Response, name: &str) -> Option<String> {
-    response
-        .headers()
-        .get(name)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned)
-}
-
-/// Asserts a problem document with this status and code, and returns its body.
-async fn problem(response: reqwest::Response, status: u16, code: &str) -> Value {
-    let actual = response.status();
-    let content_type = header(&response, CONTENT_TYPE.as_str());
-    let body = body(response).await;
-    assert_eq!(actual, status, "{body}");
-    assert_eq!(
-        content_type.as_deref(),
-        Some("application/problem+json"),
-        "{body}"
-    );
-    assert_eq!(body["code"], code, "{body}");
-    assert_eq!(body["status"], status, "{body}");
-    body
-}
-
-/// Asserts `429 rate_limited` with a `Retry-After` header.
-async fn rate_limited(response: reqwest::Response) {
-    let retry_after: Option<u64> =
-        header(&response, RETRY_AFTER.as_str()).and_then(|v| v.parse().ok());
-    let body = problem(response, 429, "rate_limited").await;
-    assert!(retry_after.is_some_and(|s| s > 0), "{body}");
-}
-
-/// Asserts `200` with a JSON, uncacheable body and returns it.
-async fn ok_json(response: reqwest::Response) -> Value {
-    let status = response.status();
-    let content_type = header(&response, CONTENT_TYPE.as_str());
-    let cache_control = header(&response, CACHE_CONTROL.as_str());
-    let body = body(response).await;
-    assert_eq!(status, 200, "{body}");
-    assert_eq!(content_type.as_deref(), Some("application/json"), "{body}");
-    assert_eq!(cache_control.as_deref(), Some("no-store"), "{body}");
-    body
-}
-
-fn sorted_keys(value: &Value) -> Vec<String> {
-    let mut keys: Vec<String> = value
-        .as_object()
-        .expect("an object")
-        .keys()
-        .cloned()
-        .collect();
-    keys.sort_unstable();
-    keys
-}
 
 /// Asserts a successful second step: a token pair plus the backup-code count (and the
 /// low-codes warning when `remaining` is two or fewer). Returns the tokens.
@@ -115,8 +58,7 @@ struct Account {
 }
 
 async fn signed_in(app: &TestApp) -> Account {
-    let email = unique_email();
-    app.sign_up_verified(&email).await;
+    let email = app.verified_account().await;
     let tokens = app.log_in(&email, false).await;
     Account { email, tokens }
 }
@@ -207,12 +149,7 @@ async fn two_step_of(app: &TestApp, access_token: &str) -> Value {
 /// Every email to `address` with this subject, newest first; each must go to the
 /// stored address.
 async fn mails_titled(app: &TestApp, address: &str, subject: &str) -> Vec<Mail> {
-    let mails: Vec<Mail> = app
-        .mail_to(address)
-        .await
-        .into_iter()
-        .filter(|m| m.subject == subject)
-        .collect();
+    let mails = app.mails_with_subject(address, subject).await;
     for mail in &mails {
         assert_eq!(mail.to, address);
     }
@@ -241,25 +178,28 @@ async fn concurrent_mfa(
     method: &str,
     code: &str,
 ) -> Vec<(u16, String)> {
-    let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(tokens.len()));
-    let mut tasks = tokio::task::JoinSet::new();
-    for token in tokens {
-        let (http, url, barrier) = (
-            app.http.clone(),
-            format!("{}/v1/login/mfa", app.address),
-            barrier.clone(),
+    let attempts = tokens
+        .into_iter()
+        .map(|token| json!({ "mfa_token": token, "method": method, "code": code }))
+        .collect();
+    app.post_concurrently("/v1/login/mfa", attempts)
+        .await
+        .into_iter()
+        .map(|(status, body)| (status, body["code"].as_str().unwrap_or("ok").to_owned()))
+        .collect()
+}
+
+/// Asserts that exactly one of [`concurrent_mfa`]'s attempts passed, and that the others
+/// were refused as wrong codes (which may back the account off).
+fn assert_accepted_once(results: &[(u16, String)]) {
+    let passed = results.iter().filter(|(s, _)| *s == 200).count();
+    assert_eq!(passed, 1, "{results:?}");
+    for (status, code) in results.iter().filter(|(s, _)| *s != 200) {
+        assert!(
+            [(401, "invalid_code"), (429, "rate_limited")].contains(&(*status, code.as_str())),
+            "{results:?}"
         );
-        let payload = json!({ "mfa_token": token, "method": method, "code": code });
-        tasks.spawn(async move {
-            barrier.wait().await;
-            let response = http.post(url).json(&payload).send().await.expect("sent");
-            let status = response.status().as_u16();
-            let body: Value = response.json().await.expect("a JSON body");
-            let code = body["code"].as_str().unwrap_or("ok").to_owned();
-            (status, code)
-        });
     }
-    tasks.join_all().await
 }
 
 /// `POST /v1/password/reset` with the new password and, if given, a second factor.
@@ -288,11 +228,7 @@ async fn disable(
 /// Requests a reset link for `email` and returns its token.
 async fn reset_token(app: &TestApp, email: &str) -> String {
     assert_eq!(app.forgot_password(email).await.status(), 202);
-    app.mail_to(email)
-        .await
-        .iter()
-        .find_map(|m| m.link_token("/reset-password"))
-        .expect("a reset link")
+    app.newest_link_token(email, "/reset-password").await
 }
 
 async fn history(app: &TestApp, access_token: &str) -> Vec<(String, String)> {
@@ -671,15 +607,7 @@ on_both_backends! {
         }
         let code = fresh_code(&app, &user.secret);
         let results = concurrent_mfa(&app, tokens, "totp", &code).await;
-        let passed = results.iter().filter(|(s, _)| *s == 200).count();
-        assert_eq!(passed, 1, "{results:?}");
-        // The others are refused as wrong codes, which may back the account off.
-        for (status, code) in results.iter().filter(|(s, _)| *s != 200) {
-            assert!(
-                [(401, "invalid_code"), (429, "rate_limited")].contains(&(*status, code.as_str())),
-                "{results:?}"
-            );
-        }
+        assert_accepted_once(&results);
     }
 
     async fn a_backup_code_used_concurrently_is_accepted_once(app) {
@@ -689,15 +617,7 @@ on_both_backends! {
             tokens.push(mfa_token(&challenge(&app, &user.email).await));
         }
         let results = concurrent_mfa(&app, tokens, "backup_code", &user.backup_codes[0]).await;
-        let passed = results.iter().filter(|(s, _)| *s == 200).count();
-        assert_eq!(passed, 1, "{results:?}");
-        // The others are refused as wrong codes, which may back the account off.
-        for (status, code) in results.iter().filter(|(s, _)| *s != 200) {
-            assert!(
-                [(401, "invalid_code"), (429, "rate_limited")].contains(&(*status, code.as_str())),
-                "{results:?}"
-            );
-        }
+        assert_accepted_once(&results);
         assert_eq!(
             two_step_of(&app, &user.tokens.access_token).await["backup_codes_remaining"],
             9

@@ -4,9 +4,10 @@
 use std::time::{Duration, Instant};
 
 use accounts::clock::Clock;
-use accounts::email::EmailAddress;
+use api_tests::assert::problem;
 use api_tests::{
-    Backend, Mail, TestApp, body, on_both_backends, on_both_backends_with, unique_email,
+    Backend, Mail, TestApp, body, email_verified, median, on_both_backends, on_both_backends_with,
+    sorted_keys, unique_email,
 };
 use serde_json::{Value, json};
 
@@ -44,22 +45,6 @@ fn wrong_code(right: &str, offset: u32) -> String {
     format!("{:06}", (right + offset) % 1_000_000)
 }
 
-/// Asserts a problem response and returns its body.
-async fn expect_problem(response: reqwest::Response, status: u16, code: &str) -> Value {
-    assert_eq!(response.status(), status);
-    let content_type = response
-        .headers()
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_owned();
-    assert_eq!(content_type, "application/problem+json");
-    let problem = body(response).await;
-    assert_eq!(problem["code"], code, "{problem}");
-    assert_eq!(problem["status"], status, "{problem}");
-    problem
-}
-
 async fn expect_verified(response: reqwest::Response) {
     assert_eq!(response.status(), 200);
     assert_eq!(body(response).await, json!({"status": "verified"}));
@@ -80,52 +65,33 @@ async fn resend(app: &TestApp, email: &str) -> reqwest::Response {
 
 /// Whether the store has the account of `email` as verified.
 async fn is_verified(app: &TestApp, email: &str) -> bool {
-    let address = EmailAddress::parse(email).expect("a valid address");
-    accounts::accounts::find_by_email(&app.app, &address)
+    email_verified(&app.app, email)
         .await
-        .expect("the store answers")
         .expect("the account exists")
-        .email_verified
-}
-
-/// POSTs every body to `path` at once; returns each answer's status and JSON body.
-async fn post_concurrently(app: &TestApp, path: &str, bodies: Vec<Value>) -> Vec<(u16, Value)> {
-    let mut requests = tokio::task::JoinSet::new();
-    for request_body in bodies {
-        let http = app.http.clone();
-        let url = format!("{}{path}", app.address);
-        requests.spawn(async move {
-            let response = http
-                .post(url)
-                .json(&request_body)
-                .send()
-                .await
-                .expect("the request is sent");
-            let status = response.status().as_u16();
-            (status, response.json::<Value>().await.expect("a JSON body"))
-        });
-    }
-    requests.join_all().await
 }
 
 /// Submits the verify page's form, as the browser does.
 async fn post_verify_form(app: &TestApp, token: &str) -> reqwest::Response {
-    app.http
-        .post(format!("{}/verify-email", app.address))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(format!("token={token}"))
-        .send()
-        .await
-        .expect("the form is sent")
+    app.post_form("/verify-email", &[("token", token)]).await
 }
 
-fn median(mut samples: Vec<Duration>) -> Duration {
-    samples.sort();
-    let mid = samples.len() / 2;
-    if samples.len().is_multiple_of(2) {
-        (samples[mid - 1] + samples[mid]) / 2
-    } else {
-        samples[mid]
+/// Sends `count` different wrong codes for `email`, each refused as `invalid_code`.
+async fn guess_wrong(app: &TestApp, email: &str, right: &str, count: u32) {
+    for offset in 1..=count {
+        let wrong = wrong_code(right, offset);
+        problem(verify_code(app, email, &wrong).await, 400, "invalid_code").await;
+    }
+}
+
+/// Sends `count` different wrong codes for `email` all at once; asserts that each is
+/// refused as `invalid_code`.
+async fn guess_wrong_concurrently(app: &TestApp, email: &str, right: &str, count: u32) {
+    let guesses = (1..=count)
+        .map(|offset| json!({ "email": email, "code": wrong_code(right, offset) }))
+        .collect();
+    for (status, problem) in app.post_concurrently("/v1/email/verify", guesses).await {
+        assert_eq!(status, 400, "{problem}");
+        assert_eq!(problem["code"], "invalid_code", "{problem}");
     }
 }
 
@@ -137,9 +103,9 @@ on_both_backends! {
         expect_verified(verify_token(&app, &token(&mail)).await).await;
         assert!(is_verified(&app, &email).await);
 
-        expect_problem(verify_token(&app, &token(&mail)).await, 400, "invalid_token").await;
+        problem(verify_token(&app, &token(&mail)).await, 400, "invalid_token").await;
         // The code of the same email died with the link.
-        expect_problem(verify_code(&app, &email, &code(&mail)).await, 400, "invalid_code").await;
+        problem(verify_code(&app, &email, &code(&mail)).await, 400, "invalid_code").await;
         // A verified account gets no further verification email.
         app.clock.advance(61);
         assert_eq!(resend(&app, &email).await.status(), 202);
@@ -152,8 +118,8 @@ on_both_backends! {
         expect_verified(verify_code(&app, &email, &code(&mail)).await).await;
         assert!(is_verified(&app, &email).await);
 
-        expect_problem(verify_code(&app, &email, &code(&mail)).await, 400, "invalid_code").await;
-        expect_problem(verify_token(&app, &token(&mail)).await, 400, "invalid_token").await;
+        problem(verify_code(&app, &email, &code(&mail)).await, 400, "invalid_code").await;
+        problem(verify_token(&app, &token(&mail)).await, 400, "invalid_token").await;
     }
 
     async fn the_code_verifies_whatever_the_case_of_the_typed_address(app) {
@@ -181,8 +147,8 @@ on_both_backends! {
         let (by_code, code_mail) = new_account(&app).await;
 
         app.clock.advance(DAY);
-        expect_problem(verify_token(&app, &token(&link_mail)).await, 400, "token_expired").await;
-        expect_problem(
+        problem(verify_token(&app, &token(&link_mail)).await, 400, "token_expired").await;
+        problem(
             verify_code(&app, &by_code, &code(&code_mail)).await,
             400,
             "token_expired",
@@ -195,11 +161,8 @@ on_both_backends! {
     async fn five_wrong_codes_kill_the_code_until_a_resend(app) {
         let (email, mail) = new_account(&app).await;
         let right = code(&mail);
-        for offset in 1..=5 {
-            let wrong = wrong_code(&right, offset);
-            expect_problem(verify_code(&app, &email, &wrong).await, 400, "invalid_code").await;
-        }
-        expect_problem(verify_code(&app, &email, &right).await, 400, "invalid_code").await;
+        guess_wrong(&app, &email, &right, 5).await;
+        problem(verify_code(&app, &email, &right).await, 400, "invalid_code").await;
         assert!(!is_verified(&app, &email).await);
 
         app.clock.advance(61);
@@ -214,39 +177,23 @@ on_both_backends! {
     async fn four_wrong_codes_leave_the_right_code_working(app) {
         let (email, mail) = new_account(&app).await;
         let right = code(&mail);
-        for offset in 1..=4 {
-            let wrong = wrong_code(&right, offset);
-            expect_problem(verify_code(&app, &email, &wrong).await, 400, "invalid_code").await;
-        }
+        guess_wrong(&app, &email, &right, 4).await;
         expect_verified(verify_code(&app, &email, &right).await).await;
     }
 
     async fn concurrent_wrong_codes_count_at_most_five_attempts_in_total(app) {
         let (email, mail) = new_account(&app).await;
         let right = code(&mail);
-        let guesses = (1..=10)
-            .map(|offset| json!({ "email": email, "code": wrong_code(&right, offset) }))
-            .collect();
-        let answers = post_concurrently(&app, "/v1/email/verify", guesses).await;
-        for (status, problem) in &answers {
-            assert_eq!(*status, 400, "{problem}");
-            assert_eq!(problem["code"], "invalid_code", "{problem}");
-        }
+        guess_wrong_concurrently(&app, &email, &right, 10).await;
         // Ten guesses used up the five attempts: the right code no longer works.
-        expect_problem(verify_code(&app, &email, &right).await, 400, "invalid_code").await;
+        problem(verify_code(&app, &email, &right).await, 400, "invalid_code").await;
         assert!(!is_verified(&app, &email).await);
     }
 
     async fn four_concurrent_wrong_codes_leave_the_right_code_working(app) {
         let (email, mail) = new_account(&app).await;
         let right = code(&mail);
-        let guesses = (1..=4)
-            .map(|offset| json!({ "email": email, "code": wrong_code(&right, offset) }))
-            .collect();
-        for (status, problem) in post_concurrently(&app, "/v1/email/verify", guesses).await {
-            assert_eq!(status, 400, "{problem}");
-            assert_eq!(problem["code"], "invalid_code", "{problem}");
-        }
+        guess_wrong_concurrently(&app, &email, &right, 4).await;
         expect_verified(verify_code(&app, &email, &right).await).await;
     }
 
@@ -258,7 +205,7 @@ on_both_backends! {
         tampered.push(if last == 'A' { 'B' } else { 'A' });
         let selector_only = format!("{}.", real.split('.').next().expect("a selector"));
         for garbage in ["abc", "x.y", "", ".", tampered.as_str(), selector_only.as_str()] {
-            let problem = expect_problem(verify_token(&app, garbage).await, 400, "invalid_token").await;
+            let problem = problem(verify_token(&app, garbage).await, 400, "invalid_token").await;
             assert_eq!(problem["type"], "about:blank");
         }
         assert!(!is_verified(&app, &email).await);
@@ -269,7 +216,7 @@ on_both_backends! {
     async fn a_malformed_code_is_invalid(app) {
         let (email, mail) = new_account(&app).await;
         for malformed in ["12345", "abcdef", "1234567", "", "12 345"] {
-            expect_problem(verify_code(&app, &email, malformed).await, 400, "invalid_code").await;
+            problem(verify_code(&app, &email, malformed).await, 400, "invalid_code").await;
         }
         // Malformed codes are not counted against the five attempts.
         expect_verified(verify_code(&app, &email, &code(&mail)).await).await;
@@ -278,8 +225,8 @@ on_both_backends! {
     async fn an_unknown_address_with_a_code_looks_like_a_wrong_code(app) {
         let (email, mail) = new_account(&app).await;
         let wrong = wrong_code(&code(&mail), 1);
-        let known = expect_problem(verify_code(&app, &email, &wrong).await, 400, "invalid_code").await;
-        let unknown = expect_problem(
+        let known = problem(verify_code(&app, &email, &wrong).await, 400, "invalid_code").await;
+        let unknown = problem(
             verify_code(&app, &unique_email(), &wrong).await,
             400,
             "invalid_code",
@@ -302,7 +249,7 @@ on_both_backends! {
             json!({ "email": email, "code": code, "id": "someone-else" }),
         ];
         for request in invalid {
-            expect_problem(app.verify_email(&request).await, 400, "invalid_request").await;
+            problem(app.verify_email(&request).await, 400, "invalid_request").await;
         }
         assert!(!is_verified(&app, &email).await);
         expect_verified(verify_token(&app, &token).await).await;
@@ -317,15 +264,15 @@ on_both_backends! {
         let newest = &mails[0];
         assert_ne!(token(newest), token(&first));
 
-        expect_problem(verify_token(&app, &token(&first)).await, 400, "invalid_token").await;
+        problem(verify_token(&app, &token(&first)).await, 400, "invalid_token").await;
         if code(&first) != code(newest) {
-            expect_problem(verify_code(&app, &email, &code(&first)).await, 400, "invalid_code")
+            problem(verify_code(&app, &email, &code(&first)).await, 400, "invalid_code")
                 .await;
         }
         assert!(!is_verified(&app, &email).await);
         expect_verified(verify_code(&app, &email, &code(newest)).await).await;
         // The newest link was spent with its code.
-        expect_problem(verify_token(&app, &token(newest)).await, 400, "invalid_token").await;
+        problem(verify_token(&app, &token(newest)).await, 400, "invalid_token").await;
     }
 
     async fn the_newest_link_works_after_a_resend(app) {
@@ -341,7 +288,7 @@ on_both_backends! {
         let (email, mail) = new_account(&app).await;
         let request = json!({ "token": token(&mail) });
         let answers =
-            post_concurrently(&app, "/v1/email/verify", vec![request; 20]).await;
+            app.post_concurrently("/v1/email/verify", vec![request; 20]).await;
         let verified = answers.iter().filter(|(status, _)| *status == 200).count();
         assert_eq!(verified, 1, "{answers:?}");
         for (status, answer) in answers {
@@ -358,7 +305,7 @@ on_both_backends! {
     async fn a_code_redeemed_ten_times_at_once_works_exactly_once(app) {
         let (email, mail) = new_account(&app).await;
         let request = json!({ "email": email, "code": code(&mail) });
-        let answers = post_concurrently(&app, "/v1/email/verify", vec![request; 10]).await;
+        let answers = app.post_concurrently("/v1/email/verify", vec![request; 10]).await;
         let verified = answers.iter().filter(|(status, _)| *status == 200).count();
         assert_eq!(verified, 1, "{answers:?}");
         for (status, answer) in answers.iter().filter(|(status, _)| *status != 200) {
@@ -372,7 +319,7 @@ on_both_backends! {
         let (email, _) = new_account(&app).await;
         app.clock.advance(61);
         let requests = vec![json!({ "email": email }); 10];
-        for (status, answer) in post_concurrently(&app, "/v1/email/verify/resend", requests).await {
+        for (status, answer) in app.post_concurrently("/v1/email/verify/resend", requests).await {
             assert_eq!(status, 202, "{answer}");
             assert_eq!(answer, json!({"status": "verification_sent"}));
         }
@@ -470,7 +417,7 @@ on_both_backends! {
         let response = app
             .resend_verification(&json!({ "email": email, "force": true }))
             .await;
-        expect_problem(response, 400, "invalid_request").await;
+        problem(response, 400, "invalid_request").await;
         assert_eq!(app.mail_to(&email).await.len(), 1);
     }
 
@@ -508,7 +455,7 @@ on_both_backends! {
         assert_eq!(again.status(), 400);
         let html = again.text().await.expect("an HTML page");
         assert!(html.contains("invalid_token"), "{html}");
-        expect_problem(verify_token(&app, &token).await, 400, "invalid_token").await;
+        problem(verify_token(&app, &token).await, 400, "invalid_token").await;
     }
 }
 
@@ -564,7 +511,7 @@ on_both_backends_with! {
             .parse()
             .expect("whole seconds");
         assert!((1..=3_600).contains(&retry_after), "{retry_after}");
-        expect_problem(limited, 429, "rate_limited").await;
+        problem(limited, 429, "rate_limited").await;
 
         // The next hour's window lets resends through again.
         app.clock.advance(3_600);
@@ -587,14 +534,10 @@ async fn the_local_mail_viewer_lists_sent_mail_newest_first() {
     let mails = mails.as_array().expect("a JSON array");
     assert_eq!(mails.len(), 2, "{mails:?}");
     for mail in mails {
-        let mut fields: Vec<_> = mail
-            .as_object()
-            .expect("an object")
-            .keys()
-            .cloned()
-            .collect();
-        fields.sort();
-        assert_eq!(fields, ["html", "sent_at", "subject", "text", "to"]);
+        assert_eq!(
+            sorted_keys(mail),
+            ["html", "sent_at", "subject", "text", "to"]
+        );
     }
     assert_eq!(mails[0]["to"], second.as_str());
     assert_eq!(mails[0]["sent_at"], second_sent_at.as_str());
