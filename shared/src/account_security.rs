@@ -11,21 +11,13 @@ use crate::lockout;
 use crate::mail::messages::Message;
 use crate::notify::Occurrence;
 use crate::password::NewPassword;
-use crate::records::{User, attr, keys};
+use crate::records::{attr, keys};
 use crate::recovery::{
     check_password, hash_answer, notify_question_changed, parse_answer, set_answer_write,
 };
 use crate::secret::Secret;
-use crate::session::{self, Principal};
-use crate::store::{Change, Cond, Item, MAX_TRANSACTION_WRITES, Write};
-
-/// The caller, their account and its back-off, read with the session check.
-pub async fn signed_in_user(
-    app: &App,
-    request: &ApiRequest,
-) -> Result<(Principal, User, Option<Item>), Problem> {
-    session::signed_in(app, request, Some(keys::account_lockout)).await
-}
+use crate::session;
+use crate::store::{Change, Cond, MAX_TRANSACTION_WRITES, Write};
 
 fn default_true() -> bool {
     true
@@ -43,15 +35,8 @@ struct ChangePasswordRequest {
 /// `POST /v1/account/password`
 pub async fn change_password(app: &App, request: &ApiRequest) -> Result<ApiResponse, Problem> {
     let body: ChangePasswordRequest = request.json()?;
-    let (principal, user, lockout) = signed_in_user(app, request).await?;
-    check_password(
-        app,
-        request,
-        &user,
-        lockout.as_ref(),
-        &body.current_password,
-    )
-    .await?;
+    let (principal, user, _) = session::signed_in(app, request, None).await?;
+    check_password(app, request, &user, &body.current_password).await?;
     let password = NewPassword::for_account(&body.new_password, &user)?;
     let hash = app.passwords.hash(&password).await?;
     let mut writes = vec![
@@ -112,15 +97,8 @@ pub async fn set_security_question(
     request: &ApiRequest,
 ) -> Result<ApiResponse, Problem> {
     let body: SetSecurityQuestionRequest = request.json()?;
-    let (_, user, lockout) = signed_in_user(app, request).await?;
-    check_password(
-        app,
-        request,
-        &user,
-        lockout.as_ref(),
-        &body.current_password,
-    )
-    .await?;
+    let (_, user, _) = session::signed_in(app, request, None).await?;
+    check_password(app, request, &user, &body.current_password).await?;
     let answer = parse_answer(
         &body.question_id,
         &body.answer,

@@ -38,6 +38,16 @@ pub fn retry_after(lockout: Option<&Item>, now: i64) -> Option<u64> {
     (now < until).then(|| u64::try_from(until - now).unwrap_or(1))
 }
 
+/// How long an attempt refused by a [`claim`] should wait: out the back-off after
+/// failures, or a moment while another attempt's claim is in flight.
+pub fn refusal_wait(current: Option<&Item>, now: i64) -> u64 {
+    if failures(current) < FREE_FAILURES {
+        1
+    } else {
+        retry_after(current, now).unwrap_or(1)
+    }
+}
+
 /// The consecutive failures a lockout item records.
 pub fn failures(lockout: Option<&Item>) -> i64 {
     lockout.and_then(|item| item.n(attr::FAILURES)).unwrap_or(0)

@@ -254,11 +254,7 @@ async fn start_attempt(
         // Locked after failures: wait out the back-off. Held by an attempt in flight:
         // its outcome is a moment away.
         Err(WriteError::ConditionFailed { current }) => {
-            let wait = match lockout::failures(current.as_ref()) < lockout::FREE_FAILURES {
-                true => 1,
-                false => lockout::retry_after(current.as_ref(), now).unwrap_or(1),
-            };
-            return Ok(Err(wait));
+            return Ok(Err(lockout::refusal_wait(current.as_ref(), now)));
         }
         Err(WriteError::Unexpected(e)) => return Err(e.context("claiming a login attempt")),
     };

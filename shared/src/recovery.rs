@@ -22,7 +22,7 @@ use crate::recovery_link::{self, Presented, Purpose};
 use crate::secret::Secret;
 use crate::security_question::{self, NewAnswer};
 use crate::session;
-use crate::store::{Change, Cond, Item, Key, MAX_TRANSACTION_WRITES, Write, schema};
+use crate::store::{Change, Cond, Item, Key, MAX_TRANSACTION_WRITES, Write, WriteError, schema};
 use crate::two_step::{self, FactorProof};
 
 #[derive(Deserialize)]
@@ -191,11 +191,9 @@ pub async fn reset_security_question(
 ) -> Result<ApiResponse, Problem> {
     let body: ResetSecurityQuestionRequest = request.json()?;
     let Redemption {
-        presented,
-        user,
-        lockout,
+        presented, user, ..
     } = load_redemption(app, &body.token, Purpose::SecurityQuestionReset).await?;
-    check_password(app, request, &user, lockout.as_ref(), &body.password).await?;
+    check_password(app, request, &user, &body.password).await?;
     let answer = parse_answer(&body.question_id, &body.answer, &body.password, &user)?;
     let stored = hash_answer(app, &body.question_id, &answer).await?;
     let now = app.now();
@@ -215,30 +213,48 @@ pub async fn reset_security_question(
     ))
 }
 
-/// Checks the account password of a signed-in or link-holding person, under the
-/// login back-off: a locked account is refused, a wrong password counts as a failure.
+/// Checks the account password of a signed-in or link-holding person under the login
+/// back-off: like a login, the check first claims the account's counter (refused while
+/// locked, so parallel guesses get no extra tries), and a wrong password counts as a
+/// failure. Returns the counter as the claim found it.
 pub async fn check_password(
     app: &App,
     request: &ApiRequest,
     user: &User,
-    lockout: Option<&Item>,
     password: &Secret,
-) -> Result<(), Problem> {
-    if let Some(seconds) = lockout::retry_after(lockout, app.now()) {
-        return Err(Problem::rate_limited(seconds));
-    }
+) -> Result<Option<Item>, Problem> {
+    let key = keys::account_lockout(&user.id);
+    let now = app.now();
+    let counter = match app.store.write(lockout::claim(key.clone(), now)).await {
+        Ok(counter) => counter,
+        Err(WriteError::ConditionFailed { current }) => {
+            return Err(Problem::rate_limited(lockout::refusal_wait(
+                current.as_ref(),
+                now,
+            )));
+        }
+        Err(WriteError::Unexpected(e)) => {
+            return Err(e.context("claiming a password check").into());
+        }
+    };
     match app
         .passwords
         .verify(password, Some(&user.password_hash))
         .await?
     {
-        Verdict::Right { .. } => Ok(()),
+        Verdict::Right { .. } => {
+            app.store
+                .write(lockout::release(key, app.now()))
+                .await
+                .map_err(anyhow::Error::from)?;
+            Ok(counter)
+        }
         Verdict::Wrong => {
             let now = app.now();
             let (failure, entry) = tokio::join!(
                 app.store.write(lockout::record_failure(
-                    keys::account_lockout(&user.id),
-                    lockout::failures(lockout),
+                    key,
+                    lockout::failures(counter.as_ref()),
                     now
                 )),
                 app.store.write(history::entry(

@@ -5,7 +5,6 @@
 use http::StatusCode;
 use serde::{Deserialize, Serialize};
 
-use crate::account_security::signed_in_user;
 use crate::app::App;
 use crate::backup_codes::BackupCodeSet;
 use crate::http::{ApiRequest, ApiResponse, Client, Problem};
@@ -183,12 +182,12 @@ async fn two_step_owner(
     request: &ApiRequest,
     password: &Secret,
 ) -> Result<(User, Option<Item>), Problem> {
-    let (_, user, lockout) = signed_in_user(app, request).await?;
+    let (_, user, _) = signed_in(app, request, None).await?;
     if user.totp.is_none() {
         return Err(not_enabled());
     }
-    check_password(app, request, &user, lockout.as_ref(), password).await?;
-    Ok((user, lockout))
+    let counter = check_password(app, request, &user, password).await?;
+    Ok((user, counter))
 }
 
 /// `DELETE /v1/2fa/totp`: the password and a valid code turn two-step verification off
