@@ -54,6 +54,16 @@ step "cargo clippy --workspace --all-targets -- -D warnings"
 cargo clippy --workspace --all-targets -- -D warnings
 
 step "cargo test --workspace $*"
-cargo test --workspace "$@"
+cargo test --workspace "$@" 2>&1 | tee "$STATE_DIR/cargo-test.log"
+# One closing line with the totals of every test binary (cargo prints one result per binary).
+awk '/^test result:/ {
+       for (i = 2; i <= NF; i++) {
+         if ($i == "passed;") passed += $(i - 1)
+         if ($i == "failed;") failed += $(i - 1)
+       }
+     }
+     END { printf "tests: %d passed, %d failed\n", passed, failed }' \
+  "$STATE_DIR/cargo-test.log" > "$STATE_DIR/summary"
 
 step "all checks passed"
+cat "$STATE_DIR/summary"
