@@ -2,11 +2,11 @@
 //! argon2id hashing that runs off the async runtime and costs the same whether or not
 //! an account exists.
 
-use std::sync::{Arc, LazyLock, OnceLock};
+use std::sync::{Arc, LazyLock, Mutex, OnceLock};
 
 use anyhow::{Context, anyhow};
-use argon2::password_hash::{PasswordHasher as _, PasswordVerifier as _};
-use argon2::{Algorithm, Argon2, Params, Version};
+use argon2::password_hash::phc::{self, Output, ParamsString, Salt};
+use argon2::{Algorithm, Argon2, Block, Params, Version};
 use unicode_normalization::UnicodeNormalization;
 
 use crate::email::EmailAddress;
@@ -171,6 +171,13 @@ struct HasherInner {
     /// A hash of a random password, verified against when there is no account, so that
     /// an unknown login costs one argon2 run like a known one.
     dummy: OnceLock<String>,
+    /// Idle argon2 working memories of the configured size (see [`HasherInner::compute`]).
+    memory: Mutex<Vec<Vec<Block>>>,
+    /// One argon2 computation per core at a time (see [`PasswordHasher::run`]).
+    running: Arc<tokio::sync::Semaphore>,
+    /// The cores this process may use: the permits of `running`, and the working
+    /// memories kept.
+    cores: usize,
 }
 
 impl PasswordHasher {
@@ -182,13 +189,42 @@ impl PasswordHasher {
             None,
         )
         .map_err(|e| anyhow!("invalid argon2 parameters: {e}"))?;
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         Ok(PasswordHasher {
             inner: Arc::new(HasherInner {
                 params,
                 argon2: Argon2::new(Algorithm::Argon2id, Version::V0x13, argon2_params),
                 dummy: OnceLock::new(),
+                memory: Mutex::new(Vec::new()),
+                running: Arc::new(tokio::sync::Semaphore::new(cores)),
+                cores,
             }),
         })
+    }
+
+    /// Runs `work` on the blocking thread pool, at most one per core at a time: more
+    /// would only time-slice a core between 19 MiB working sets (finishing none sooner,
+    /// evicting each other's memory from the caches, and holding more memory), so the
+    /// others wait their turn. The permit goes with the work, so a request dropped
+    /// while it runs still holds its core until the computation ends.
+    async fn run<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&HasherInner) -> T + Send + 'static,
+    ) -> anyhow::Result<T> {
+        let permit = self
+            .inner
+            .running
+            .clone()
+            .acquire_owned()
+            .await
+            .context("the password hashing limiter is closed")?;
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            work(&inner)
+        })
+        .await
+        .context("the password hashing task failed")
     }
 
     pub fn params(&self) -> HashParams {
@@ -197,11 +233,9 @@ impl PasswordHasher {
 
     /// Hashes a password that met the policy.
     pub async fn hash(&self, password: &NewPassword) -> anyhow::Result<PasswordHash> {
-        let inner = self.inner.clone();
         let secret = password.0.clone();
-        tokio::task::spawn_blocking(move || inner.hash(&secret))
-            .await
-            .context("the password hashing task failed")?
+        self.run(move |inner| inner.hash(&secret))
+            .await?
             .map(PasswordHash)
     }
 
@@ -213,11 +247,9 @@ impl PasswordHasher {
 
     /// Hashes any secret answer (security answers are hashed like passwords).
     pub async fn hash_secret(&self, secret: &Secret) -> anyhow::Result<PasswordHash> {
-        let inner = self.inner.clone();
         let secret = normalise(secret);
-        tokio::task::spawn_blocking(move || inner.hash(&secret))
-            .await
-            .context("the hashing task failed")?
+        self.run(move |inner| inner.hash(&secret))
+            .await?
             .map(PasswordHash)
     }
 
@@ -228,21 +260,87 @@ impl PasswordHasher {
         password: &Secret,
         stored: Option<&PasswordHash>,
     ) -> anyhow::Result<Verdict> {
-        let inner = self.inner.clone();
         let password = normalise(password);
         let stored = stored.map(|hash| hash.0.clone());
-        tokio::task::spawn_blocking(move || inner.verify(&password, stored.as_deref()))
-            .await
-            .context("the password verification task failed")?
+        self.run(move |inner| inner.verify(&password, stored.as_deref()))
+            .await?
     }
 }
 
 impl HasherInner {
+    /// argon2 of `password` and `salt` into `out`, with `argon2`'s parameters, in a
+    /// working memory reused from earlier calls when it has the configured size. The
+    /// `password-hash` API allocates the memory (19 MiB by default) on every call:
+    /// glibc maps it afresh or zeroes it each time (above 32 MiB it always maps: 1.5x
+    /// slower at 64 MiB, bench/REPORT.md), and every blocking-pool thread left its
+    /// malloc arena holding ~57 MiB (the local server on one core grew to 858 MiB
+    /// under `make bench`'s login load; 99 MiB with reuse, in the same debug build). A
+    /// reused memory holds the last computation's blocks until the next overwrites
+    /// them, as freed heap memory did.
+    fn compute(
+        &self,
+        argon2: &Argon2<'_>,
+        password: &[u8],
+        salt: &[u8],
+        out: &mut [u8],
+    ) -> anyhow::Result<()> {
+        let blocks = argon2.params().block_count();
+        let reusable = blocks == self.argon2.params().block_count();
+        let idle = if reusable {
+            self.memory.lock().ok().and_then(|mut idle| idle.pop())
+        } else {
+            None
+        };
+        let mut memory = idle.unwrap_or_else(|| vec![Block::default(); blocks]);
+        let result = argon2.hash_password_into_with_memory(password, salt, out, &mut memory[..]);
+        if reusable
+            && let Ok(mut idle) = self.memory.lock()
+            && idle.len() < self.cores
+        {
+            idle.push(memory);
+        }
+        result.map_err(|e| anyhow!("argon2 failed: {e}"))
+    }
+
+    /// A PHC string (`$argon2id$v=19$m=...,t=...,p=...$<salt>$<hash>`) with a fresh
+    /// 16-byte salt, as the `password-hash` API writes it.
     fn hash(&self, secret: &Secret) -> anyhow::Result<String> {
-        self.argon2
-            .hash_password(secret.expose().as_bytes())
-            .map(|hash| hash.to_string())
-            .map_err(|e| anyhow!("argon2 hashing failed: {e}"))
+        let salt = crate::secret::random_bytes::<16>()?;
+        let mut out = [0u8; Params::DEFAULT_OUTPUT_LEN];
+        self.compute(&self.argon2, secret.expose().as_bytes(), &salt, &mut out)?;
+        let phc = phc::PasswordHash {
+            algorithm: Algorithm::Argon2id.ident(),
+            version: Some(Version::V0x13.into()),
+            params: ParamsString::try_from(self.argon2.params())
+                .map_err(|e| anyhow!("argon2 parameters: {e}"))?,
+            salt: Some(Salt::new(&salt).map_err(|e| anyhow!("argon2 salt: {e}"))?),
+            hash: Some(Output::new(&out).map_err(|e| anyhow!("argon2 output: {e}"))?),
+        };
+        Ok(phc.to_string())
+    }
+
+    /// Whether `password` matches a parsed PHC hash, computed with the hash's own
+    /// algorithm, version and parameters; a hash it cannot compute never matches.
+    fn matches(&self, password: &[u8], hash: &phc::PasswordHash) -> bool {
+        let (Some(salt), Some(expected)) = (&hash.salt, &hash.hash) else {
+            return false;
+        };
+        let Ok(algorithm) = Algorithm::try_from(hash.algorithm.as_str()) else {
+            return false;
+        };
+        let Ok(version) = hash.version.map(Version::try_from).transpose() else {
+            return false;
+        };
+        let Ok(params) = Params::try_from(hash) else {
+            return false;
+        };
+        let argon2 = Argon2::new(algorithm, version.unwrap_or_default(), params);
+        let mut out = vec![0u8; expected.len()];
+        if self.compute(&argon2, password, salt, &mut out).is_err() {
+            return false;
+        }
+        // `Output` compares in constant time.
+        Output::new(&out).is_ok_and(|computed| computed == *expected)
     }
 
     fn dummy_hash(&self) -> anyhow::Result<&str> {
@@ -258,16 +356,13 @@ impl HasherInner {
     }
 
     fn verify(&self, password: &Secret, stored: Option<&str>) -> anyhow::Result<Verdict> {
-        let (phc, is_dummy) = match stored {
-            Some(phc) => (phc, false),
+        let (text, is_dummy) = match stored {
+            Some(text) => (text, false),
             None => (self.dummy_hash()?, true),
         };
-        let parsed = argon2::password_hash::phc::PasswordHash::new(phc)
+        let parsed = phc::PasswordHash::new(text)
             .map_err(|e| anyhow!("a stored password hash is malformed: {e}"))?;
-        let matches = self
-            .argon2
-            .verify_password(password.expose().as_bytes(), &parsed)
-            .is_ok();
+        let matches = self.matches(password.expose().as_bytes(), &parsed);
         if is_dummy || !matches {
             return Ok(Verdict::Wrong);
         }
@@ -364,6 +459,55 @@ mod tests {
         assert_eq!(
             (params.m_cost(), params.t_cost(), params.p_cost()),
             (19_456, 2, 1)
+        );
+    }
+
+    #[test]
+    fn hashes_are_interchangeable_with_the_argon2_crates_own() {
+        use argon2::password_hash::{PasswordHasher as _, PasswordVerifier as _};
+        let ours = PasswordHasher::new(HashParams::OWASP).unwrap();
+        let inner = &ours.inner;
+        // Ours verifies with the crate's verifier...
+        let ours_hash = inner.hash(&secret("tangerine-quartz-88")).unwrap();
+        let parsed = phc::PasswordHash::new(&ours_hash).unwrap();
+        assert!(
+            inner
+                .argon2
+                .verify_password(b"tangerine-quartz-88", &parsed)
+                .is_ok()
+        );
+        // ...and a hash the crate wrote (as stored before) verifies with ours.
+        let theirs = inner.argon2.hash_password(b"tangerine-quartz-88").unwrap();
+        let theirs = theirs.to_string();
+        assert_eq!(
+            inner
+                .verify(&secret("tangerine-quartz-88"), Some(&theirs))
+                .unwrap(),
+            Verdict::Right {
+                needs_rehash: false
+            }
+        );
+        assert_eq!(
+            inner
+                .verify(&secret("tangerine-quartz-89"), Some(&theirs))
+                .unwrap(),
+            Verdict::Wrong
+        );
+        // The working memory is kept for the next call.
+        assert_eq!(inner.memory.lock().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn a_hash_it_cannot_compute_is_a_wrong_password() {
+        let hasher = PasswordHasher::new(HashParams::OWASP).unwrap();
+        // It parses, but m=1 is below argon2's minimum.
+        let malformed = "$argon2id$v=19$m=1,t=2,p=1$c2FsdHNhbHRzYWx0$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
+        assert_eq!(
+            hasher
+                .inner
+                .verify(&secret("anything-at-all"), Some(malformed))
+                .ok(),
+            Some(Verdict::Wrong)
         );
     }
 

@@ -98,7 +98,10 @@ pub async fn app_from_environment(function: Function) -> anyhow::Result<App> {
 /// refuses to start without the shared keys the function needs (keys generated per
 /// instance would differ between instances).
 pub async fn app_from_environment_for(needs: KeysNeeded) -> anyhow::Result<App> {
-    let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .http_client(aws_https_client()?)
+        .load()
+        .await;
     let secrets = secrets_from_ssm(&sdk).await?;
     let config = Config::from_lookup(|name| {
         secrets
@@ -130,6 +133,31 @@ pub async fn app_from_environment_for(needs: KeysNeeded) -> anyhow::Result<App> 
         config.ses_configuration_set.clone(),
     );
     App::new(config, Arc::new(store), Arc::new(mailer), clock)
+}
+
+/// The roots of Amazon Trust Services, which issue the certificates of the AWS endpoints
+/// the functions call (DynamoDB, SES, SSM).
+const AWS_TRUST_ROOTS: &str = include_str!("../../certs/amazon-trust-services.pem");
+
+/// The SDK's default HTTPS client (rustls on aws-lc), trusting only the AWS roots. The
+/// default trusts the system store, which it parses at every cold start: every root of
+/// the CA bundle, and again every file of the certificate directory. That was most of a
+/// function's start-up time beyond a hello-world function's (bench/REPORT.md).
+fn aws_https_client() -> anyhow::Result<aws_sdk_dynamodb::config::SharedHttpClient> {
+    use aws_smithy_http_client::tls;
+    let trust = tls::TrustStore::empty()
+        .with_native_roots(false)
+        .with_pem_certificate(AWS_TRUST_ROOTS.as_bytes());
+    let context = tls::TlsContext::builder()
+        .with_trust_store(trust)
+        .build()
+        .context("the TLS settings of the AWS client")?;
+    Ok(aws_smithy_http_client::Builder::new()
+        .tls_provider(tls::Provider::Rustls(
+            tls::rustls_provider::CryptoMode::AwsLc,
+        ))
+        .tls_context(context)
+        .build_https())
 }
 
 /// Answers one API Gateway event.
@@ -187,4 +215,37 @@ fn into_api_request(event: lambda_http::Request) -> ApiRequest {
         body,
         ip,
     )
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    /// The roots are parsed when the first connection is set up (a malformed file would
+    /// panic there, in production): a call to a closed local port gets that far.
+    #[tokio::test]
+    async fn the_aws_https_client_loads_the_aws_roots() {
+        use aws_sdk_dynamodb::config::{Credentials, Region};
+        let sdk = aws_config::SdkConfig::builder()
+            .http_client(aws_https_client().unwrap())
+            .region(Region::new("us-east-1"))
+            .credentials_provider(aws_sdk_dynamodb::config::SharedCredentialsProvider::new(
+                Credentials::for_tests(),
+            ))
+            .endpoint_url("https://127.0.0.1:9")
+            .behavior_version(aws_config::BehaviorVersion::latest())
+            .retry_config(aws_config::retry::RetryConfig::disabled())
+            .build();
+        let error = aws_sdk_dynamodb::Client::new(&sdk)
+            .list_tables()
+            .send()
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(error, aws_sdk_dynamodb::error::SdkError::DispatchFailure(_)),
+            "{error:?}"
+        );
+        assert!(AWS_TRUST_ROOTS.matches("BEGIN CERTIFICATE").count() >= 5);
+    }
 }
