@@ -94,7 +94,7 @@ pub async fn build(settings: Settings) -> anyhow::Result<Server> {
     }
     let needs_aws = store == StoreKind::DynamoDb || mailer == MailerKind::Ses;
     let sdk = if needs_aws {
-        Some(aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await)
+        Some(accounts::aws::sdk_config_from_process_environment()?)
     } else {
         None
     };

@@ -7,6 +7,7 @@ pub mod account;
 pub mod account_security;
 pub mod accounts;
 pub mod app;
+pub mod aws;
 pub mod backup_codes;
 pub mod cleanup;
 pub mod clock;

@@ -218,22 +218,21 @@ impl TestApp {
                 )
             }
             Backend::DynamoDb => {
-                let dynamodb_endpoint = required_env("AWS_ENDPOINT_URL_DYNAMODB");
-                let ses_endpoint = required_env("AWS_ENDPOINT_URL_SESV2");
+                // The clients find the emulators through the endpoint variables, as the
+                // functions do; without them they would reach real AWS.
+                required_env("AWS_ENDPOINT_URL_DYNAMODB");
+                required_env("AWS_ENDPOINT_URL_SESV2");
                 let ses_url = required_env("SES_EMULATOR_URL");
-                let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
-                    .load()
-                    .await;
-                let dynamodb_sdk = sdk.to_builder().endpoint_url(dynamodb_endpoint).build();
-                let (client, calls) = client_with_counter(&dynamodb_sdk);
+                let sdk = accounts::aws::sdk_config_from_process_environment()
+                    .expect("the SDK settings from the environment");
+                let (client, calls) = client_with_counter(&sdk);
                 let store = DynamoStore::new(client, table.clone(), clock.clone());
                 store
                     .create_table_if_missing()
                     .await
                     .expect("create the test table");
-                let ses_sdk = sdk.to_builder().endpoint_url(ses_endpoint).build();
                 let mailer = SesMailer::new(
-                    aws_sdk_sesv2::Client::new(&ses_sdk),
+                    aws_sdk_sesv2::Client::new(&sdk),
                     config.mail_from.clone(),
                     None,
                 );

@@ -1570,9 +1570,8 @@ fn required_env(name: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_recorder_predicts_every_dynamodb_request() {
     let endpoint = required_env("AWS_ENDPOINT_URL_DYNAMODB");
-    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .load()
-        .await
+    let sdk = accounts::aws::sdk_config_from_process_environment()
+        .expect("the SDK settings from the environment")
         .to_builder()
         .endpoint_url(endpoint)
         .build();

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use accounts::app::App;
 use accounts::clock::ManualClock;
-use accounts::http::router::Function;
+use accounts::http::router::{RouteGroup, SignupRoute, VerifyRoute};
 use accounts::mail::outbox::Outbox;
 use accounts::store::memory::MemoryStore;
 use api_tests::{Mail, PASSWORD, email_verified, test_config};
@@ -35,11 +35,11 @@ impl Lambda {
         Lambda { app, outbox }
     }
 
-    /// Hands one event (JSON as API Gateway sends it) to `function`.
-    async fn call(&self, function: Function, event: &Value) -> Answer {
+    /// Hands one event (JSON as API Gateway sends it) to the function serving `G`.
+    async fn call<G: RouteGroup>(&self, event: &Value) -> Answer {
         let request =
             lambda_http::request::from_str(&event.to_string()).expect("an API Gateway v2 event");
-        let response = accounts::http::lambda::handle_event(&self.app, function, request).await;
+        let response = accounts::http::lambda::handle_event::<G>(&self.app, request).await;
         let status = response.status().as_u16();
         let headers = response.headers().clone();
         let bytes: &[u8] = response.body();
@@ -168,7 +168,7 @@ fn the_fixtures_are_api_gateway_http_api_v2_events() {
 #[tokio::test]
 async fn a_signup_event_creates_an_account_and_mails_a_verification() {
     let lambda = Lambda::new(&[]);
-    let answer = lambda.call(Function::Signup, &signup_event()).await;
+    let answer = lambda.call::<SignupRoute>(&signup_event()).await;
     assert_verification_sent(&answer);
 
     assert_eq!(lambda.is_verified(FIXTURE_EMAIL).await, Some(false));
@@ -189,7 +189,7 @@ async fn a_base64_encoded_signup_event_works_the_same() {
     let lambda = Lambda::new(&[]);
     let event = fixture("apigw-v2-signup-base64.json");
     assert_eq!(event["isBase64Encoded"], true);
-    let answer = lambda.call(Function::Signup, &event).await;
+    let answer = lambda.call::<SignupRoute>(&event).await;
     assert_verification_sent(&answer);
     assert_eq!(lambda.is_verified(FIXTURE_EMAIL).await, Some(false));
     assert_eq!(lambda.mail_to(FIXTURE_EMAIL).len(), 1);
@@ -198,7 +198,7 @@ async fn a_base64_encoded_signup_event_works_the_same() {
 #[tokio::test]
 async fn a_route_of_another_function_is_not_found() {
     let lambda = Lambda::new(&[]);
-    assert_verification_sent(&lambda.call(Function::Signup, &signup_event()).await);
+    assert_verification_sent(&lambda.call::<SignupRoute>(&signup_event()).await);
     let token = lambda.mail_to(FIXTURE_EMAIL)[0]
         .link_token("/verify-email")
         .expect("a verification link");
@@ -208,13 +208,13 @@ async fn a_route_of_another_function_is_not_found() {
     );
 
     lambda
-        .call(Function::Signup, &verify)
+        .call::<SignupRoute>(&verify)
         .await
         .assert_problem(404, "not_found");
     assert_eq!(lambda.is_verified(FIXTURE_EMAIL).await, Some(false));
 
     // Its own function serves it, and the token was not spent by the refused call.
-    let answer = lambda.call(Function::Verify, &verify).await;
+    let answer = lambda.call::<VerifyRoute>(&verify).await;
     assert_eq!(answer.status, 200, "{answer:?}");
     assert_eq!(answer.body, json!({"status": "verified"}));
     assert_eq!(answer.header("cache-control"), "no-store");
@@ -222,7 +222,7 @@ async fn a_route_of_another_function_is_not_found() {
 
     // And the verify function does not serve signup.
     lambda
-        .call(Function::Verify, &signup_of("other@example.com"))
+        .call::<VerifyRoute>(&signup_of("other@example.com"))
         .await
         .assert_problem(404, "not_found");
     assert_eq!(lambda.is_verified("other@example.com").await, None);
@@ -232,17 +232,15 @@ async fn a_route_of_another_function_is_not_found() {
 async fn unknown_paths_and_methods_are_refused() {
     let lambda = Lambda::new(&[]);
     lambda
-        .call(
-            Function::Signup,
-            &to_route(signup_event(), "POST", "/v1/nothing-here"),
-        )
+        .call::<SignupRoute>(&to_route(signup_event(), "POST", "/v1/nothing-here"))
         .await
         .assert_problem(404, "not_found");
     lambda
-        .call(
-            Function::Signup,
-            &to_route(fixture("apigw-v2-health.json"), "GET", "/v1/signup"),
-        )
+        .call::<SignupRoute>(&to_route(
+            fixture("apigw-v2-health.json"),
+            "GET",
+            "/v1/signup",
+        ))
         .await
         .assert_problem(405, "method_not_allowed");
 }
@@ -251,7 +249,7 @@ async fn unknown_paths_and_methods_are_refused() {
 async fn the_health_event_answers_ok() {
     let lambda = Lambda::new(&[]);
     let answer = lambda
-        .call(Function::Signup, &fixture("apigw-v2-health.json"))
+        .call::<SignupRoute>(&fixture("apigw-v2-health.json"))
         .await;
     assert_eq!(answer.status, 200, "{answer:?}");
     assert_eq!(answer.body, json!({"status": "ok"}));
@@ -264,12 +262,12 @@ async fn the_rate_limiter_sees_the_source_ip_not_x_forwarded_for() {
     let lambda = Lambda::new(&[("SIGNUPS_PER_IP_PER_HOUR", "1")]);
     let first = signup_of("first@example.com");
     assert_eq!(first["headers"]["x-forwarded-for"], FIXTURE_FORWARDED_FOR);
-    assert_verification_sent(&lambda.call(Function::Signup, &first).await);
+    assert_verification_sent(&lambda.call::<SignupRoute>(&first).await);
 
     // Same source IP, and a different X-Forwarded-For does not help.
     let mut second = signup_of("second@example.com");
     second["headers"]["x-forwarded-for"] = Value::String("192.0.2.99".to_owned());
-    let limited = lambda.call(Function::Signup, &second).await;
+    let limited = lambda.call::<SignupRoute>(&second).await;
     limited.assert_problem(429, "rate_limited");
     let retry_after: u64 = limited
         .header("retry-after")
@@ -281,7 +279,7 @@ async fn the_rate_limiter_sees_the_source_ip_not_x_forwarded_for() {
     // Another source IP with the same X-Forwarded-For as the first is its own client.
     let third = from_ip(signup_of("third@example.com"), "198.51.100.23");
     assert_eq!(third["headers"]["x-forwarded-for"], FIXTURE_FORWARDED_FOR);
-    assert_verification_sent(&lambda.call(Function::Signup, &third).await);
+    assert_verification_sent(&lambda.call::<SignupRoute>(&third).await);
     assert_eq!(lambda.is_verified("third@example.com").await, Some(false));
 }
 
@@ -303,14 +301,14 @@ async fn a_body_over_16_kib_is_too_large() {
 
     let too_large = with_body(signup_event(), &padding(16 * 1024 + 1));
     lambda
-        .call(Function::Signup, &too_large)
+        .call::<SignupRoute>(&too_large)
         .await
         .assert_problem(413, "payload_too_large");
 
     // Exactly 16 KiB is read (and refused for what it says, not for its size).
     let at_limit = with_body(signup_event(), &padding(16 * 1024));
     lambda
-        .call(Function::Signup, &at_limit)
+        .call::<SignupRoute>(&at_limit)
         .await
         .assert_problem(400, "weak_password");
     assert_eq!(lambda.is_verified("big@example.com").await, None);
@@ -323,7 +321,7 @@ async fn a_base64_encoded_body_over_16_kib_is_too_large() {
     let mut event = fixture("apigw-v2-signup-base64.json");
     event["body"] = Value::String("eHh4".repeat(6_000));
     lambda
-        .call(Function::Signup, &event)
+        .call::<SignupRoute>(&event)
         .await
         .assert_problem(413, "payload_too_large");
 }

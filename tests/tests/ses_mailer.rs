@@ -11,7 +11,6 @@ use accounts::mail::Mailer;
 use accounts::mail::messages::Message;
 use accounts::mail::ses::SesMailer;
 use anyhow::Context;
-use aws_config::BehaviorVersion;
 use serde::Deserialize;
 
 const FROM: &str = "Account security <no-reply@accounts.test>";
@@ -30,11 +29,8 @@ fn required_env(name: &str) -> String {
 async fn mailer() -> (String, SesMailer) {
     let endpoint = required_env("AWS_ENDPOINT_URL_SESV2");
     let emulator = required_env("SES_EMULATOR_URL");
-    let region = std::env::var("AWS_REGION").unwrap_or_else(|_| "us-east-1".to_owned());
-    let shared = aws_config::defaults(BehaviorVersion::latest())
-        .region(aws_config::Region::new(region))
-        .load()
-        .await;
+    let shared = accounts::aws::sdk_config_from_process_environment()
+        .expect("the SDK settings from the environment");
     // Set the endpoint explicitly too, so the test cannot reach real SES even if the
     // SDK were told to ignore endpoint variables.
     let config = aws_sdk_sesv2::config::Builder::from(&shared)

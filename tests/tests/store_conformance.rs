@@ -8,7 +8,6 @@ use std::sync::{Arc, Mutex};
 use accounts::clock::ManualClock;
 use accounts::store::dynamo::{CallCounter, DynamoStore, client_with_counter};
 use accounts::store::{Cond, Item, Key, Store, TransactError, Write, conformance};
-use aws_config::BehaviorVersion;
 use aws_sdk_dynamodb::config::interceptors::{
     BeforeDeserializationInterceptorContextMut, BeforeTransmitInterceptorContextRef,
 };
@@ -17,7 +16,7 @@ use serde_json::json;
 
 /// The SDK configuration for the DynamoDB endpoint in the environment. A missing
 /// endpoint fails the test: a DynamoDB test that silently skips would pass in CI.
-async fn sdk_config() -> aws_config::SdkConfig {
+async fn sdk_config() -> aws_types::SdkConfig {
     let Ok(endpoint) = std::env::var("AWS_ENDPOINT_URL_DYNAMODB") else {
         let required = std::env::var_os("REQUIRE_DYNAMODB").is_some();
         panic!(
@@ -32,10 +31,11 @@ async fn sdk_config() -> aws_config::SdkConfig {
             }
         );
     };
-    aws_config::defaults(BehaviorVersion::latest())
+    accounts::aws::sdk_config_from_process_environment()
+        .expect("the SDK settings from the environment")
+        .to_builder()
         .endpoint_url(endpoint)
-        .load()
-        .await
+        .build()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -2,6 +2,7 @@
 //! through the same dispatch the local server uses.
 
 use std::collections::HashMap;
+use std::convert::Infallible;
 use std::net::{IpAddr, Ipv4Addr};
 
 use anyhow::Context;
@@ -11,7 +12,7 @@ use bytes::Bytes;
 use lambda_http::request::RequestContext;
 use lambda_http::{Body, RequestExt, service_fn};
 
-use super::router::{Function, KeysNeeded, dispatch};
+use super::router::{Function, KeysNeeded, RouteGroup, dispatch_to};
 use super::{ApiRequest, MAX_BODY_BYTES};
 use crate::app::App;
 use crate::clock::SystemClock;
@@ -19,10 +20,12 @@ use crate::config::Config;
 use crate::mail::ses::SesMailer;
 use crate::store::dynamo::DynamoStore;
 
-/// Builds the shared state once per cold start and serves events until the runtime
-/// stops: all a function's `main` does.
-pub async fn run(function: Function) -> Result<(), lambda_http::Error> {
+/// Builds the shared state once per cold start and serves the events of one function's
+/// routes until the runtime stops: all a function's `main` does. Being generic over the
+/// routes, each binary links only its own handlers.
+pub async fn run<G: RouteGroup>() -> Result<(), lambda_http::Error> {
     crate::telemetry::init(true);
+    let function = G::FUNCTION;
     let app = Arc::new(app_from_environment(function).await.inspect_err(|e| {
         tracing::error!(
             error = format!("{e:#}"),
@@ -32,9 +35,22 @@ pub async fn run(function: Function) -> Result<(), lambda_http::Error> {
     })?);
     lambda_http::run(service_fn(move |event: lambda_http::Request| {
         let app = app.clone();
-        async move { Ok::<_, std::convert::Infallible>(handle_event(&app, function, event).await) }
+        async move { Ok::<_, Infallible>(Answer(handle_event::<G>(&app, event).await)) }
     }))
     .await
+}
+
+/// A response whose body is already what API Gateway gets. `lambda_http` would otherwise
+/// collect each body again and decode it by its `charset` (pulling in every legacy
+/// encoding table), though ours are UTF-8 JSON or empty.
+struct Answer(lambda_http::Response<Body>);
+
+impl lambda_http::IntoResponse for Answer {
+    fn into_response(
+        self,
+    ) -> std::pin::Pin<Box<dyn Future<Output = lambda_http::Response<Body>> + Send>> {
+        Box::pin(std::future::ready(self.0))
+    }
 }
 
 /// Secrets kept in SSM Parameter Store as SecureStrings: each `*_PARAMETER` variable
@@ -54,7 +70,7 @@ const SECRET_PARAMETERS: &[(&str, &str)] = &[
 
 /// Reads every configured secret parameter in one `GetParameters` call (the only
 /// network call of a cold start).
-async fn secrets_from_ssm(sdk: &aws_config::SdkConfig) -> anyhow::Result<HashMap<String, String>> {
+async fn secrets_from_ssm(sdk: &aws_types::SdkConfig) -> anyhow::Result<HashMap<String, String>> {
     let wanted: Vec<(String, &str)> = SECRET_PARAMETERS
         .iter()
         .filter_map(|(parameter_var, var)| {
@@ -89,7 +105,7 @@ async fn secrets_from_ssm(sdk: &aws_config::SdkConfig) -> anyhow::Result<HashMap
 }
 
 /// The production wiring: configuration from the environment (secrets from SSM),
-/// DynamoDB and SES clients from the AWS SDK's default chain.
+/// DynamoDB and SES clients with the Lambda environment's region and credentials.
 pub async fn app_from_environment(function: Function) -> anyhow::Result<App> {
     app_from_environment_for(function.keys_needed()).await
 }
@@ -98,10 +114,7 @@ pub async fn app_from_environment(function: Function) -> anyhow::Result<App> {
 /// refuses to start without the shared keys the function needs (keys generated per
 /// instance would differ between instances).
 pub async fn app_from_environment_for(needs: KeysNeeded) -> anyhow::Result<App> {
-    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .http_client(aws_https_client()?)
-        .load()
-        .await;
+    let sdk = crate::aws::sdk_config_from_process_environment()?;
     let secrets = secrets_from_ssm(&sdk).await?;
     let config = Config::from_lookup(|name| {
         secrets
@@ -135,39 +148,12 @@ pub async fn app_from_environment_for(needs: KeysNeeded) -> anyhow::Result<App> 
     App::new(config, Arc::new(store), Arc::new(mailer), clock)
 }
 
-/// The roots of Amazon Trust Services, which issue the certificates of the AWS endpoints
-/// the functions call (DynamoDB, SES, SSM).
-const AWS_TRUST_ROOTS: &str = include_str!("../../certs/amazon-trust-services.pem");
-
-/// The SDK's default HTTPS client (rustls on aws-lc), trusting only the AWS roots. The
-/// default trusts the system store, which it parses at every cold start: every root of
-/// the CA bundle, and again every file of the certificate directory. That was most of a
-/// function's start-up time beyond a hello-world function's (bench/REPORT.md).
-fn aws_https_client() -> anyhow::Result<aws_sdk_dynamodb::config::SharedHttpClient> {
-    use aws_smithy_http_client::tls;
-    let trust = tls::TrustStore::empty()
-        .with_native_roots(false)
-        .with_pem_certificate(AWS_TRUST_ROOTS.as_bytes());
-    let context = tls::TlsContext::builder()
-        .with_trust_store(trust)
-        .build()
-        .context("the TLS settings of the AWS client")?;
-    Ok(aws_smithy_http_client::Builder::new()
-        .tls_provider(tls::Provider::Rustls(
-            tls::rustls_provider::CryptoMode::AwsLc,
-        ))
-        .tls_context(context)
-        .build_https())
-}
-
-/// Answers one API Gateway event.
-pub async fn handle_event(
+/// Answers one API Gateway event with one function's routes.
+pub async fn handle_event<G: RouteGroup>(
     app: &App,
-    function: Function,
     event: lambda_http::Request,
 ) -> lambda_http::Response<Body> {
-    let request = into_api_request(event);
-    let response = dispatch(app, Some(function), request).await;
+    let response = dispatch_to::<G>(app, into_api_request(event)).await;
     let (parts, body) = response.into_parts();
     lambda_http::Response::from_parts(parts, body_of(body))
 }
@@ -215,37 +201,4 @@ fn into_api_request(event: lambda_http::Request) -> ApiRequest {
         body,
         ip,
     )
-}
-
-#[cfg(test)]
-#[allow(clippy::unwrap_used)]
-mod tests {
-    use super::*;
-
-    /// The roots are parsed when the first connection is set up (a malformed file would
-    /// panic there, in production): a call to a closed local port gets that far.
-    #[tokio::test]
-    async fn the_aws_https_client_loads_the_aws_roots() {
-        use aws_sdk_dynamodb::config::{Credentials, Region};
-        let sdk = aws_config::SdkConfig::builder()
-            .http_client(aws_https_client().unwrap())
-            .region(Region::new("us-east-1"))
-            .credentials_provider(aws_sdk_dynamodb::config::SharedCredentialsProvider::new(
-                Credentials::for_tests(),
-            ))
-            .endpoint_url("https://127.0.0.1:9")
-            .behavior_version(aws_config::BehaviorVersion::latest())
-            .retry_config(aws_config::retry::RetryConfig::disabled())
-            .build();
-        let error = aws_sdk_dynamodb::Client::new(&sdk)
-            .list_tables()
-            .send()
-            .await
-            .unwrap_err();
-        assert!(
-            matches!(error, aws_sdk_dynamodb::error::SdkError::DispatchFailure(_)),
-            "{error:?}"
-        );
-        assert!(AWS_TRUST_ROOTS.matches("BEGIN CERTIFICATE").count() >= 5);
-    }
 }

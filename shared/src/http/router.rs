@@ -73,31 +73,67 @@ pub struct KeysNeeded {
     pub totp_key: bool,
 }
 
-/// Every endpoint of the API.
+/// Every endpoint of the API, grouped by the function (Lambda) that serves it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Endpoint {
+    Signup(SignupRoute),
+    Verify(VerifyRoute),
+    Login(LoginRoute),
+    Reset(ResetRoute),
+    Account(AccountRoute),
+    TwoFactor(TwoFactorRoute),
+}
+
+/// The endpoints of the `signup` function.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum SignupRoute {
     Signup,
     CorrectEmail,
+    Health,
+}
+
+/// The endpoints of the `verify` function.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum VerifyRoute {
     VerifyEmail,
     ResendVerification,
-    Health,
+}
+
+/// The endpoints of the `login` function.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum LoginRoute {
     Login,
+    LoginMfa,
     RefreshToken,
     Logout,
     Jwks,
+}
+
+/// The endpoints of the `reset` function.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ResetRoute {
+    ForgotPassword,
+    ResetPassword,
+    ForgotSecurityAnswer,
+    ResetSecurityQuestion,
+}
+
+/// The endpoints of the `account` function.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum AccountRoute {
     Account,
     Sessions,
     RevokeSession,
     RevokeOtherSessions,
     LoginHistory,
-    ForgotPassword,
-    ResetPassword,
     ChangePassword,
     SecurityQuestions,
     SetSecurityQuestion,
-    ForgotSecurityAnswer,
-    ResetSecurityQuestion,
-    LoginMfa,
+}
+
+/// The endpoints of the `two-factor` function.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum TwoFactorRoute {
     TotpSetup,
     TotpConfirm,
     TotpDisable,
@@ -121,105 +157,343 @@ const fn route(method: Method, path: &'static str, endpoint: Endpoint) -> Route 
 }
 
 pub const ROUTES: &[Route] = &[
-    route(Method::POST, "/v1/signup", Endpoint::Signup),
+    route(
+        Method::POST,
+        "/v1/signup",
+        Endpoint::Signup(SignupRoute::Signup),
+    ),
     route(
         Method::POST,
         "/v1/signup/correct-email",
-        Endpoint::CorrectEmail,
+        Endpoint::Signup(SignupRoute::CorrectEmail),
     ),
-    route(Method::GET, "/v1/health", Endpoint::Health),
-    route(Method::POST, "/v1/email/verify", Endpoint::VerifyEmail),
+    route(
+        Method::GET,
+        "/v1/health",
+        Endpoint::Signup(SignupRoute::Health),
+    ),
+    route(
+        Method::POST,
+        "/v1/email/verify",
+        Endpoint::Verify(VerifyRoute::VerifyEmail),
+    ),
     route(
         Method::POST,
         "/v1/email/verify/resend",
-        Endpoint::ResendVerification,
+        Endpoint::Verify(VerifyRoute::ResendVerification),
     ),
-    route(Method::POST, "/v1/login", Endpoint::Login),
-    route(Method::POST, "/v1/token/refresh", Endpoint::RefreshToken),
-    route(Method::POST, "/v1/logout", Endpoint::Logout),
-    route(Method::GET, "/.well-known/jwks.json", Endpoint::Jwks),
-    route(Method::GET, "/v1/account", Endpoint::Account),
-    route(Method::GET, "/v1/account/sessions", Endpoint::Sessions),
+    route(
+        Method::POST,
+        "/v1/login",
+        Endpoint::Login(LoginRoute::Login),
+    ),
+    route(
+        Method::POST,
+        "/v1/token/refresh",
+        Endpoint::Login(LoginRoute::RefreshToken),
+    ),
+    route(
+        Method::POST,
+        "/v1/logout",
+        Endpoint::Login(LoginRoute::Logout),
+    ),
+    route(
+        Method::GET,
+        "/.well-known/jwks.json",
+        Endpoint::Login(LoginRoute::Jwks),
+    ),
+    route(
+        Method::GET,
+        "/v1/account",
+        Endpoint::Account(AccountRoute::Account),
+    ),
+    route(
+        Method::GET,
+        "/v1/account/sessions",
+        Endpoint::Account(AccountRoute::Sessions),
+    ),
     route(
         Method::DELETE,
         "/v1/account/sessions/{id}",
-        Endpoint::RevokeSession,
+        Endpoint::Account(AccountRoute::RevokeSession),
     ),
     route(
         Method::POST,
         "/v1/account/sessions/revoke-others",
-        Endpoint::RevokeOtherSessions,
+        Endpoint::Account(AccountRoute::RevokeOtherSessions),
     ),
     route(
         Method::GET,
         "/v1/account/login-history",
-        Endpoint::LoginHistory,
+        Endpoint::Account(AccountRoute::LoginHistory),
     ),
     route(
         Method::POST,
         "/v1/password/forgot",
-        Endpoint::ForgotPassword,
+        Endpoint::Reset(ResetRoute::ForgotPassword),
     ),
-    route(Method::POST, "/v1/password/reset", Endpoint::ResetPassword),
+    route(
+        Method::POST,
+        "/v1/password/reset",
+        Endpoint::Reset(ResetRoute::ResetPassword),
+    ),
     route(
         Method::POST,
         "/v1/account/password",
-        Endpoint::ChangePassword,
+        Endpoint::Account(AccountRoute::ChangePassword),
     ),
     route(
         Method::GET,
         "/v1/security-questions",
-        Endpoint::SecurityQuestions,
+        Endpoint::Account(AccountRoute::SecurityQuestions),
     ),
     route(
         Method::PUT,
         "/v1/account/security-question",
-        Endpoint::SetSecurityQuestion,
+        Endpoint::Account(AccountRoute::SetSecurityQuestion),
     ),
     route(
         Method::POST,
         "/v1/security-question/forgot",
-        Endpoint::ForgotSecurityAnswer,
+        Endpoint::Reset(ResetRoute::ForgotSecurityAnswer),
     ),
     route(
         Method::POST,
         "/v1/security-question/reset",
-        Endpoint::ResetSecurityQuestion,
+        Endpoint::Reset(ResetRoute::ResetSecurityQuestion),
     ),
-    route(Method::POST, "/v1/login/mfa", Endpoint::LoginMfa),
-    route(Method::POST, "/v1/2fa/totp/setup", Endpoint::TotpSetup),
-    route(Method::POST, "/v1/2fa/totp/confirm", Endpoint::TotpConfirm),
-    route(Method::DELETE, "/v1/2fa/totp", Endpoint::TotpDisable),
-    route(Method::POST, "/v1/2fa/backup-codes", Endpoint::BackupCodes),
+    route(
+        Method::POST,
+        "/v1/login/mfa",
+        Endpoint::Login(LoginRoute::LoginMfa),
+    ),
+    route(
+        Method::POST,
+        "/v1/2fa/totp/setup",
+        Endpoint::TwoFactor(TwoFactorRoute::TotpSetup),
+    ),
+    route(
+        Method::POST,
+        "/v1/2fa/totp/confirm",
+        Endpoint::TwoFactor(TwoFactorRoute::TotpConfirm),
+    ),
+    route(
+        Method::DELETE,
+        "/v1/2fa/totp",
+        Endpoint::TwoFactor(TwoFactorRoute::TotpDisable),
+    ),
+    route(
+        Method::POST,
+        "/v1/2fa/backup-codes",
+        Endpoint::TwoFactor(TwoFactorRoute::BackupCodes),
+    ),
 ];
 
 impl Endpoint {
     /// The function that serves this endpoint in AWS.
     pub fn function(self) -> Function {
         match self {
-            Endpoint::Signup | Endpoint::CorrectEmail | Endpoint::Health => Function::Signup,
-            Endpoint::VerifyEmail | Endpoint::ResendVerification => Function::Verify,
-            Endpoint::Login
-            | Endpoint::LoginMfa
-            | Endpoint::RefreshToken
-            | Endpoint::Logout
-            | Endpoint::Jwks => Function::Login,
-            Endpoint::TotpSetup
-            | Endpoint::TotpConfirm
-            | Endpoint::TotpDisable
-            | Endpoint::BackupCodes => Function::TwoFactor,
-            Endpoint::Account
-            | Endpoint::Sessions
-            | Endpoint::RevokeSession
-            | Endpoint::RevokeOtherSessions
-            | Endpoint::LoginHistory
-            | Endpoint::ChangePassword
-            | Endpoint::SecurityQuestions
-            | Endpoint::SetSecurityQuestion => Function::Account,
-            Endpoint::ForgotPassword
-            | Endpoint::ResetPassword
-            | Endpoint::ForgotSecurityAnswer
-            | Endpoint::ResetSecurityQuestion => Function::Reset,
+            Endpoint::Signup(_) => SignupRoute::FUNCTION,
+            Endpoint::Verify(_) => VerifyRoute::FUNCTION,
+            Endpoint::Login(_) => LoginRoute::FUNCTION,
+            Endpoint::Reset(_) => ResetRoute::FUNCTION,
+            Endpoint::Account(_) => AccountRoute::FUNCTION,
+            Endpoint::TwoFactor(_) => TwoFactorRoute::FUNCTION,
+        }
+    }
+
+    async fn handle(
+        self,
+        app: &App,
+        params: &PathParams,
+        request: &ApiRequest,
+    ) -> Result<ApiResponse, Problem> {
+        match self {
+            Endpoint::Signup(route) => route.handle(app, params, request).await,
+            Endpoint::Verify(route) => route.handle(app, params, request).await,
+            Endpoint::Login(route) => route.handle(app, params, request).await,
+            Endpoint::Reset(route) => route.handle(app, params, request).await,
+            Endpoint::Account(route) => route.handle(app, params, request).await,
+            Endpoint::TwoFactor(route) => route.handle(app, params, request).await,
+        }
+    }
+}
+
+/// One function's endpoints as a type. A Lambda binary is generic over its group, so
+/// it links only its own handlers (and what they use), not the whole API.
+pub trait RouteGroup: Copy + Send + Sync + 'static {
+    const FUNCTION: Function;
+
+    /// The endpoint, if it is one of this group's.
+    fn of(endpoint: Endpoint) -> Option<Self>;
+
+    fn handle<'a>(
+        self,
+        app: &'a App,
+        params: &'a PathParams,
+        request: &'a ApiRequest,
+    ) -> impl Future<Output = Result<ApiResponse, Problem>> + Send + 'a;
+}
+
+impl RouteGroup for SignupRoute {
+    const FUNCTION: Function = Function::Signup;
+
+    fn of(endpoint: Endpoint) -> Option<Self> {
+        match endpoint {
+            Endpoint::Signup(route) => Some(route),
+            _ => None,
+        }
+    }
+
+    async fn handle(
+        self,
+        app: &App,
+        _: &PathParams,
+        request: &ApiRequest,
+    ) -> Result<ApiResponse, Problem> {
+        match self {
+            SignupRoute::Signup => crate::signup::signup(app, request).await,
+            SignupRoute::CorrectEmail => crate::signup::correct_email(app, request).await,
+            SignupRoute::Health => crate::health::health(app).await,
+        }
+    }
+}
+
+impl RouteGroup for VerifyRoute {
+    const FUNCTION: Function = Function::Verify;
+
+    fn of(endpoint: Endpoint) -> Option<Self> {
+        match endpoint {
+            Endpoint::Verify(route) => Some(route),
+            _ => None,
+        }
+    }
+
+    async fn handle(
+        self,
+        app: &App,
+        _: &PathParams,
+        request: &ApiRequest,
+    ) -> Result<ApiResponse, Problem> {
+        match self {
+            VerifyRoute::VerifyEmail => crate::verification::verify(app, request).await,
+            VerifyRoute::ResendVerification => crate::verification::resend(app, request).await,
+        }
+    }
+}
+
+impl RouteGroup for LoginRoute {
+    const FUNCTION: Function = Function::Login;
+
+    fn of(endpoint: Endpoint) -> Option<Self> {
+        match endpoint {
+            Endpoint::Login(route) => Some(route),
+            _ => None,
+        }
+    }
+
+    async fn handle(
+        self,
+        app: &App,
+        _: &PathParams,
+        request: &ApiRequest,
+    ) -> Result<ApiResponse, Problem> {
+        match self {
+            LoginRoute::Login => crate::login::login(app, request).await,
+            LoginRoute::LoginMfa => crate::login::login_mfa(app, request).await,
+            LoginRoute::RefreshToken => crate::session::refresh(app, request).await,
+            LoginRoute::Logout => crate::session::logout(app, request).await,
+            LoginRoute::Jwks => Ok(jwks(app)),
+        }
+    }
+}
+
+impl RouteGroup for ResetRoute {
+    const FUNCTION: Function = Function::Reset;
+
+    fn of(endpoint: Endpoint) -> Option<Self> {
+        match endpoint {
+            Endpoint::Reset(route) => Some(route),
+            _ => None,
+        }
+    }
+
+    async fn handle(
+        self,
+        app: &App,
+        _: &PathParams,
+        request: &ApiRequest,
+    ) -> Result<ApiResponse, Problem> {
+        match self {
+            ResetRoute::ForgotPassword => crate::recovery::forgot_password(app, request).await,
+            ResetRoute::ResetPassword => crate::recovery::reset_password(app, request).await,
+            ResetRoute::ForgotSecurityAnswer => {
+                crate::recovery::forgot_security_answer(app, request).await
+            }
+            ResetRoute::ResetSecurityQuestion => {
+                crate::recovery::reset_security_question(app, request).await
+            }
+        }
+    }
+}
+
+impl RouteGroup for AccountRoute {
+    const FUNCTION: Function = Function::Account;
+
+    fn of(endpoint: Endpoint) -> Option<Self> {
+        match endpoint {
+            Endpoint::Account(route) => Some(route),
+            _ => None,
+        }
+    }
+
+    async fn handle(
+        self,
+        app: &App,
+        params: &PathParams,
+        request: &ApiRequest,
+    ) -> Result<ApiResponse, Problem> {
+        use crate::{account, account_security};
+        match self {
+            AccountRoute::Account => account::get_account(app, request).await,
+            AccountRoute::Sessions => account::list_sessions(app, request).await,
+            AccountRoute::RevokeSession => {
+                let id = params.first().map(String::as_str).unwrap_or_default();
+                account::revoke_session(app, request, id).await
+            }
+            AccountRoute::RevokeOtherSessions => account::revoke_other_sessions(app, request).await,
+            AccountRoute::LoginHistory => account::login_history(app, request).await,
+            AccountRoute::ChangePassword => account_security::change_password(app, request).await,
+            AccountRoute::SecurityQuestions => Ok(account_security::security_questions()),
+            AccountRoute::SetSecurityQuestion => {
+                account_security::set_security_question(app, request).await
+            }
+        }
+    }
+}
+
+impl RouteGroup for TwoFactorRoute {
+    const FUNCTION: Function = Function::TwoFactor;
+
+    fn of(endpoint: Endpoint) -> Option<Self> {
+        match endpoint {
+            Endpoint::TwoFactor(route) => Some(route),
+            _ => None,
+        }
+    }
+
+    async fn handle(
+        self,
+        app: &App,
+        _: &PathParams,
+        request: &ApiRequest,
+    ) -> Result<ApiResponse, Problem> {
+        use crate::two_factor;
+        match self {
+            TwoFactorRoute::TotpSetup => two_factor::setup(app, request).await,
+            TwoFactorRoute::TotpConfirm => two_factor::confirm(app, request).await,
+            TwoFactorRoute::TotpDisable => two_factor::disable(app, request).await,
+            TwoFactorRoute::BackupCodes => two_factor::regenerate_backup_codes(app, request).await,
         }
     }
 }
@@ -266,60 +540,37 @@ pub fn resolve(method: &Method, path: &str) -> Result<(Endpoint, PathParams), Pr
     })
 }
 
-/// Answers one request. `serving` limits the endpoints to one function's (in AWS);
+/// Answers one request. `serving` limits the endpoints to one function's, as in AWS;
 /// the local server passes `None` and serves them all.
 pub async fn dispatch(app: &App, serving: Option<Function>, request: ApiRequest) -> ApiResponse {
-    let outcome = match resolve(&request.method, &request.path) {
-        Ok((endpoint, _)) if serving.is_some_and(|f| f != endpoint.function()) => {
-            Err(Problem::not_found())
+    match serving {
+        None => {
+            let outcome = match resolve(&request.method, &request.path) {
+                Ok((endpoint, params)) => endpoint.handle(app, &params, &request).await,
+                Err(problem) => Err(problem),
+            };
+            outcome.unwrap_or_else(|problem| super::problem(&problem))
         }
-        Ok((endpoint, params)) => handle(app, endpoint, &params, &request).await,
+        Some(Function::Signup) => dispatch_to::<SignupRoute>(app, request).await,
+        Some(Function::Verify) => dispatch_to::<VerifyRoute>(app, request).await,
+        Some(Function::Login) => dispatch_to::<LoginRoute>(app, request).await,
+        Some(Function::Reset) => dispatch_to::<ResetRoute>(app, request).await,
+        Some(Function::Account) => dispatch_to::<AccountRoute>(app, request).await,
+        Some(Function::TwoFactor) => dispatch_to::<TwoFactorRoute>(app, request).await,
+    }
+}
+
+/// Answers one request with one function's endpoints (another function's are not
+/// found here, as API Gateway would not send them).
+pub async fn dispatch_to<G: RouteGroup>(app: &App, request: ApiRequest) -> ApiResponse {
+    let outcome = match resolve(&request.method, &request.path) {
+        Ok((endpoint, params)) => match G::of(endpoint) {
+            Some(route) => route.handle(app, &params, &request).await,
+            None => Err(Problem::not_found()),
+        },
         Err(problem) => Err(problem),
     };
     outcome.unwrap_or_else(|problem| super::problem(&problem))
-}
-
-async fn handle(
-    app: &App,
-    endpoint: Endpoint,
-    params: &PathParams,
-    request: &ApiRequest,
-) -> Result<ApiResponse, Problem> {
-    let param = |i: usize| params.get(i).map(String::as_str).unwrap_or_default();
-    match endpoint {
-        Endpoint::Signup => crate::signup::signup(app, request).await,
-        Endpoint::CorrectEmail => crate::signup::correct_email(app, request).await,
-        Endpoint::VerifyEmail => crate::verification::verify(app, request).await,
-        Endpoint::ResendVerification => crate::verification::resend(app, request).await,
-        Endpoint::Health => crate::health::health(app).await,
-        Endpoint::Login => crate::login::login(app, request).await,
-        Endpoint::RefreshToken => crate::session::refresh(app, request).await,
-        Endpoint::Logout => crate::session::logout(app, request).await,
-        Endpoint::Jwks => Ok(jwks(app)),
-        Endpoint::Account => crate::account::get_account(app, request).await,
-        Endpoint::Sessions => crate::account::list_sessions(app, request).await,
-        Endpoint::RevokeSession => crate::account::revoke_session(app, request, param(0)).await,
-        Endpoint::RevokeOtherSessions => crate::account::revoke_other_sessions(app, request).await,
-        Endpoint::LoginHistory => crate::account::login_history(app, request).await,
-        Endpoint::ForgotPassword => crate::recovery::forgot_password(app, request).await,
-        Endpoint::ResetPassword => crate::recovery::reset_password(app, request).await,
-        Endpoint::ChangePassword => crate::account_security::change_password(app, request).await,
-        Endpoint::SecurityQuestions => Ok(crate::account_security::security_questions()),
-        Endpoint::SetSecurityQuestion => {
-            crate::account_security::set_security_question(app, request).await
-        }
-        Endpoint::ForgotSecurityAnswer => {
-            crate::recovery::forgot_security_answer(app, request).await
-        }
-        Endpoint::ResetSecurityQuestion => {
-            crate::recovery::reset_security_question(app, request).await
-        }
-        Endpoint::LoginMfa => crate::login::login_mfa(app, request).await,
-        Endpoint::TotpSetup => crate::two_factor::setup(app, request).await,
-        Endpoint::TotpConfirm => crate::two_factor::confirm(app, request).await,
-        Endpoint::TotpDisable => crate::two_factor::disable(app, request).await,
-        Endpoint::BackupCodes => crate::two_factor::regenerate_backup_codes(app, request).await,
-    }
 }
 
 /// `GET /.well-known/jwks.json`: prepared at cold start; public keys may be cached.

@@ -1321,7 +1321,7 @@ impl Intercept for CountingInterceptor {
 }
 
 /// A DynamoDB client for `sdk_config` whose requests are counted.
-pub fn client_with_counter(sdk_config: &aws_config::SdkConfig) -> (Client, Arc<CallCounter>) {
+pub fn client_with_counter(sdk_config: &aws_types::SdkConfig) -> (Client, Arc<CallCounter>) {
     let counter = CallCounter::new();
     let config = aws_sdk_dynamodb::config::Builder::from(sdk_config)
         .interceptor(counter.interceptor())
