@@ -166,6 +166,9 @@ pub struct AccessClaims {
 /// the previous one, so that keys can rotate without signing anyone out.
 pub struct AccessTokens {
     current: SigningKey,
+    /// The current key's JWS header (`alg`, `kid`), serialised and encoded once: it is
+    /// the same for every token.
+    encoded_header: String,
     verifiers: HashMap<String, (Algorithm, DecodingKey)>,
     issuer: String,
     audience: String,
@@ -208,8 +211,12 @@ impl AccessTokens {
             );
         }
         let jwks = serde_json::to_vec(&serde_json::json!({ "keys": jwks }))?.into();
+        let mut header = Header::new(current.algorithm);
+        header.kid = Some(current.kid.clone());
+        let encoded_header = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&header)?);
         Ok(AccessTokens {
             current,
+            encoded_header,
             verifiers,
             issuer: issuer.to_owned(),
             audience: audience.to_owned(),
@@ -230,8 +237,6 @@ impl AccessTokens {
         now: UnixTime,
         expires_at: UnixTime,
     ) -> anyhow::Result<String> {
-        let mut header = Header::new(self.current.algorithm);
-        header.kid = Some(self.current.kid.clone());
         let claims = AccessClaims {
             iss: self.issuer.clone(),
             aud: self.audience.clone(),
@@ -241,18 +246,19 @@ impl AccessTokens {
             exp: expires_at,
             typ: ACCESS.to_owned(),
         };
-        // JWS compact serialisation, as `jsonwebtoken::encode` writes it.
-        let message = format!(
-            "{}.{}",
-            URL_SAFE_NO_PAD.encode(serde_json::to_vec(&header)?),
-            URL_SAFE_NO_PAD.encode(serde_json::to_vec(&claims)?)
-        );
+        // JWS compact serialisation, as `jsonwebtoken::encode` writes it, in one buffer.
+        let mut token = String::with_capacity(512);
+        token.push_str(&self.encoded_header);
+        token.push('.');
+        URL_SAFE_NO_PAD.encode_string(serde_json::to_vec(&claims)?, &mut token);
         let signature = self
             .current
             .signer
-            .sign(message.as_bytes())
+            .sign(token.as_bytes())
             .context("signing an access token")?;
-        Ok(format!("{message}.{}", URL_SAFE_NO_PAD.encode(signature)))
+        token.push('.');
+        URL_SAFE_NO_PAD.encode_string(signature, &mut token);
+        Ok(token)
     }
 
     /// Checks a token's signature, algorithm, issuer, audience, type and expiry.

@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use unicode_normalization::UnicodeNormalization;
+use icu_normalizer::ComposingNormalizerBorrowed;
 
 /// The longest address we accept (RFC 5321's path limit, less the angle brackets).
 const MAX_ADDRESS_LEN: usize = 254;
@@ -27,7 +27,7 @@ pub struct InvalidEmail;
 
 impl EmailAddress {
     pub fn parse(input: &str) -> Result<EmailAddress, InvalidEmail> {
-        let trimmed: String = input.trim().nfc().collect();
+        let trimmed = ComposingNormalizerBorrowed::new_nfc().normalize(input.trim());
         let (local, domain) = trimmed.rsplit_once('@').ok_or(InvalidEmail)?;
         if !is_valid_local_part(local) {
             return Err(InvalidEmail);
@@ -37,8 +37,13 @@ impl EmailAddress {
         if address.len() > MAX_ADDRESS_LEN {
             return Err(InvalidEmail);
         }
-        let canonical_local: String = local.nfkc().collect::<String>().to_lowercase();
-        let canonical = format!("{}@{domain}", canonical_local.nfc().collect::<String>());
+        let canonical_local = ComposingNormalizerBorrowed::new_nfkc()
+            .normalize(local)
+            .to_lowercase();
+        let canonical = format!(
+            "{}@{domain}",
+            ComposingNormalizerBorrowed::new_nfc().normalize(&canonical_local)
+        );
         Ok(EmailAddress { address, canonical })
     }
 

@@ -7,7 +7,7 @@ use std::sync::{Arc, LazyLock, Mutex, OnceLock};
 use anyhow::{Context, anyhow};
 use argon2::password_hash::phc::{self, Output, ParamsString, Salt};
 use argon2::{Algorithm, Argon2, Block, Params, Version};
-use unicode_normalization::UnicodeNormalization;
+use icu_normalizer::ComposingNormalizerBorrowed;
 
 use crate::email::EmailAddress;
 use crate::secret::Secret;
@@ -116,7 +116,11 @@ fn is_common(lowercase: &str) -> bool {
 /// The form a password is hashed in, so that the same characters typed on different
 /// keyboards (composed or decomposed accents, full-width digits) verify alike.
 fn normalise(input: &Secret) -> Secret {
-    Secret::new(input.expose().nfkc().collect::<String>())
+    Secret::new(
+        ComposingNormalizerBorrowed::new_nfkc()
+            .normalize(input.expose())
+            .into_owned(),
+    )
 }
 
 /// A stored argon2 hash in PHC string form (`$argon2id$v=19$m=...`).
@@ -419,6 +423,16 @@ mod tests {
     fn the_bundled_list_is_large_and_sorted() {
         assert!(COMMON_SORTED.len() >= 10_000);
         assert!(COMMON_SORTED.windows(2).all(|w| w[0] < w[1]));
+    }
+
+    /// Shorter entries could never match: a password that short is refused first.
+    #[test]
+    fn the_bundled_list_holds_only_passwords_of_an_allowed_length() {
+        assert!(
+            COMMON_SORTED
+                .iter()
+                .all(|entry| (MIN_CHARS..=MAX_CHARS).contains(&entry.chars().count()))
+        );
     }
 
     #[test]

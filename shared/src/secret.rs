@@ -145,11 +145,7 @@ impl Token {
 
     /// What the store keeps: the SHA-256 of the verifier, bound to the selector.
     pub fn digest(&self) -> String {
-        sha256_hex(&format!(
-            "{}{TOKEN_SEPARATOR}{}",
-            self.selector,
-            self.verifier.expose()
-        ))
+        sha256_hex(&self.expose())
     }
 
     /// The token's text, for a link or a response body only.

@@ -2,8 +2,8 @@
 //! that "  Main  Street " and "main street" are one answer. Answers are hashed like
 //! passwords and never returned.
 
+use icu_normalizer::ComposingNormalizerBorrowed;
 use serde::Serialize;
-use unicode_normalization::UnicodeNormalization;
 
 use crate::email::EmailAddress;
 use crate::secret::Secret;
@@ -69,8 +69,8 @@ const MAX_ANSWER_CHARS: usize = 128;
 
 /// Trimmed, inner whitespace collapsed to one space, NFKC, case-folded.
 pub fn normalise(text: &str) -> String {
-    text.nfkc()
-        .collect::<String>()
+    ComposingNormalizerBorrowed::new_nfkc()
+        .normalize(text)
         .to_lowercase()
         .split_whitespace()
         .collect::<Vec<_>>()

@@ -599,6 +599,11 @@ impl TransactError {
 /// The most writes one transaction may hold (DynamoDB's limit).
 pub const MAX_TRANSACTION_WRITES: usize = 100;
 
+/// The key the health check reads; nothing ever writes it.
+pub fn health_key() -> Key {
+    Key::new("HEALTH", "HEALTH")
+}
+
 /// Refuses a transaction DynamoDB would refuse: empty, over 100 writes, one item
 /// touched twice, or any invalid write.
 pub fn validate_transaction(writes: &[Write]) -> anyhow::Result<()> {
@@ -633,6 +638,8 @@ pub trait Store: Send + Sync {
     /// all or none.
     async fn transact(&self, writes: Vec<Write>) -> Result<(), TransactError>;
 
-    /// Whether the store answers (for the health check).
+    /// Whether the store answers (for the health check): in DynamoDB, one read of [`health_key`], an item that never exists. It needs no
+    /// permission beyond the functions' own (DescribeTable would) and costs one read
+    /// unit.
     async fn ping(&self) -> anyhow::Result<()>;
 }
