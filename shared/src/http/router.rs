@@ -335,168 +335,95 @@ pub trait RouteGroup: Copy + Send + Sync + 'static {
     ) -> impl Future<Output = Result<ApiResponse, Problem>> + Send + 'a;
 }
 
-impl RouteGroup for SignupRoute {
-    const FUNCTION: Function = Function::Signup;
+/// Implements [`RouteGroup`] for one function's endpoint enum: `$function` serves it, and
+/// `$handle` (a `match` on `$route`) answers each of its endpoints.
+macro_rules! route_group {
+    (
+        $group:ident served by $function:ident,
+        |$route:ident, $app:ident, $params:pat, $request:ident| $handle:expr
+    ) => {
+        impl RouteGroup for $group {
+            const FUNCTION: Function = Function::$function;
 
-    fn of(endpoint: Endpoint) -> Option<Self> {
-        match endpoint {
-            Endpoint::Signup(route) => Some(route),
-            _ => None,
-        }
-    }
-
-    async fn handle(
-        self,
-        app: &App,
-        _: &PathParams,
-        request: &ApiRequest,
-    ) -> Result<ApiResponse, Problem> {
-        match self {
-            SignupRoute::Signup => crate::signup::signup(app, request).await,
-            SignupRoute::CorrectEmail => crate::signup::correct_email(app, request).await,
-            SignupRoute::Health => crate::health::health(app).await,
-        }
-    }
-}
-
-impl RouteGroup for VerifyRoute {
-    const FUNCTION: Function = Function::Verify;
-
-    fn of(endpoint: Endpoint) -> Option<Self> {
-        match endpoint {
-            Endpoint::Verify(route) => Some(route),
-            _ => None,
-        }
-    }
-
-    async fn handle(
-        self,
-        app: &App,
-        _: &PathParams,
-        request: &ApiRequest,
-    ) -> Result<ApiResponse, Problem> {
-        match self {
-            VerifyRoute::VerifyEmail => crate::verification::verify(app, request).await,
-            VerifyRoute::ResendVerification => crate::verification::resend(app, request).await,
-        }
-    }
-}
-
-impl RouteGroup for LoginRoute {
-    const FUNCTION: Function = Function::Login;
-
-    fn of(endpoint: Endpoint) -> Option<Self> {
-        match endpoint {
-            Endpoint::Login(route) => Some(route),
-            _ => None,
-        }
-    }
-
-    async fn handle(
-        self,
-        app: &App,
-        _: &PathParams,
-        request: &ApiRequest,
-    ) -> Result<ApiResponse, Problem> {
-        match self {
-            LoginRoute::Login => crate::login::login(app, request).await,
-            LoginRoute::LoginMfa => crate::login::login_mfa(app, request).await,
-            LoginRoute::RefreshToken => crate::session::refresh(app, request).await,
-            LoginRoute::Logout => crate::session::logout(app, request).await,
-            LoginRoute::Jwks => Ok(jwks(app)),
-        }
-    }
-}
-
-impl RouteGroup for ResetRoute {
-    const FUNCTION: Function = Function::Reset;
-
-    fn of(endpoint: Endpoint) -> Option<Self> {
-        match endpoint {
-            Endpoint::Reset(route) => Some(route),
-            _ => None,
-        }
-    }
-
-    async fn handle(
-        self,
-        app: &App,
-        _: &PathParams,
-        request: &ApiRequest,
-    ) -> Result<ApiResponse, Problem> {
-        match self {
-            ResetRoute::ForgotPassword => crate::recovery::forgot_password(app, request).await,
-            ResetRoute::ResetPassword => crate::recovery::reset_password(app, request).await,
-            ResetRoute::ForgotSecurityAnswer => {
-                crate::recovery::forgot_security_answer(app, request).await
+            fn of(endpoint: Endpoint) -> Option<Self> {
+                match endpoint {
+                    Endpoint::$function(route) => Some(route),
+                    _ => None,
+                }
             }
-            ResetRoute::ResetSecurityQuestion => {
-                crate::recovery::reset_security_question(app, request).await
+
+            async fn handle(
+                self,
+                $app: &App,
+                $params: &PathParams,
+                $request: &ApiRequest,
+            ) -> Result<ApiResponse, Problem> {
+                let $route = self;
+                $handle
             }
         }
-    }
+    };
 }
 
-impl RouteGroup for AccountRoute {
-    const FUNCTION: Function = Function::Account;
+route_group!(SignupRoute served by Signup, |route, app, _, request| match route {
+    SignupRoute::Signup => crate::signup::signup(app, request).await,
+    SignupRoute::CorrectEmail => crate::signup::correct_email(app, request).await,
+    SignupRoute::Health => crate::health::health(app).await,
+});
 
-    fn of(endpoint: Endpoint) -> Option<Self> {
-        match endpoint {
-            Endpoint::Account(route) => Some(route),
-            _ => None,
+route_group!(VerifyRoute served by Verify, |route, app, _, request| match route {
+    VerifyRoute::VerifyEmail => crate::verification::verify(app, request).await,
+    VerifyRoute::ResendVerification => crate::verification::resend(app, request).await,
+});
+
+route_group!(LoginRoute served by Login, |route, app, _, request| match route {
+    LoginRoute::Login => crate::login::login(app, request).await,
+    LoginRoute::LoginMfa => crate::login::login_mfa(app, request).await,
+    LoginRoute::RefreshToken => crate::session::refresh(app, request).await,
+    LoginRoute::Logout => crate::session::logout(app, request).await,
+    LoginRoute::Jwks => Ok(jwks(app)),
+});
+
+route_group!(ResetRoute served by Reset, |route, app, _, request| {
+    use crate::recovery;
+    match route {
+        ResetRoute::ForgotPassword => recovery::forgot_password(app, request).await,
+        ResetRoute::ResetPassword => recovery::reset_password(app, request).await,
+        ResetRoute::ForgotSecurityAnswer => recovery::forgot_security_answer(app, request).await,
+        ResetRoute::ResetSecurityQuestion => {
+            recovery::reset_security_question(app, request).await
         }
     }
+});
 
-    async fn handle(
-        self,
-        app: &App,
-        params: &PathParams,
-        request: &ApiRequest,
-    ) -> Result<ApiResponse, Problem> {
-        use crate::{account, account_security};
-        match self {
-            AccountRoute::Account => account::get_account(app, request).await,
-            AccountRoute::Sessions => account::list_sessions(app, request).await,
-            AccountRoute::RevokeSession => {
-                let id = params.first().map(String::as_str).unwrap_or_default();
-                account::revoke_session(app, request, id).await
-            }
-            AccountRoute::RevokeOtherSessions => account::revoke_other_sessions(app, request).await,
-            AccountRoute::LoginHistory => account::login_history(app, request).await,
-            AccountRoute::ChangePassword => account_security::change_password(app, request).await,
-            AccountRoute::SecurityQuestions => Ok(account_security::security_questions()),
-            AccountRoute::SetSecurityQuestion => {
-                account_security::set_security_question(app, request).await
-            }
+route_group!(AccountRoute served by Account, |route, app, params, request| {
+    use crate::{account, account_security};
+    match route {
+        AccountRoute::Account => account::get_account(app, request).await,
+        AccountRoute::Sessions => account::list_sessions(app, request).await,
+        AccountRoute::RevokeSession => {
+            let id = params.first().map(String::as_str).unwrap_or_default();
+            account::revoke_session(app, request, id).await
+        }
+        AccountRoute::RevokeOtherSessions => account::revoke_other_sessions(app, request).await,
+        AccountRoute::LoginHistory => account::login_history(app, request).await,
+        AccountRoute::ChangePassword => account_security::change_password(app, request).await,
+        AccountRoute::SecurityQuestions => Ok(account_security::security_questions()),
+        AccountRoute::SetSecurityQuestion => {
+            account_security::set_security_question(app, request).await
         }
     }
-}
+});
 
-impl RouteGroup for TwoFactorRoute {
-    const FUNCTION: Function = Function::TwoFactor;
-
-    fn of(endpoint: Endpoint) -> Option<Self> {
-        match endpoint {
-            Endpoint::TwoFactor(route) => Some(route),
-            _ => None,
-        }
+route_group!(TwoFactorRoute served by TwoFactor, |route, app, _, request| {
+    use crate::two_factor;
+    match route {
+        TwoFactorRoute::TotpSetup => two_factor::setup(app, request).await,
+        TwoFactorRoute::TotpConfirm => two_factor::confirm(app, request).await,
+        TwoFactorRoute::TotpDisable => two_factor::disable(app, request).await,
+        TwoFactorRoute::BackupCodes => two_factor::regenerate_backup_codes(app, request).await,
     }
-
-    async fn handle(
-        self,
-        app: &App,
-        _: &PathParams,
-        request: &ApiRequest,
-    ) -> Result<ApiResponse, Problem> {
-        use crate::two_factor;
-        match self {
-            TwoFactorRoute::TotpSetup => two_factor::setup(app, request).await,
-            TwoFactorRoute::TotpConfirm => two_factor::confirm(app, request).await,
-            TwoFactorRoute::TotpDisable => two_factor::disable(app, request).await,
-            TwoFactorRoute::BackupCodes => two_factor::regenerate_backup_codes(app, request).await,
-        }
-    }
-}
+});
 
 /// The path parameters a pattern captured, in order.
 pub type PathParams = Vec<String>;
