@@ -7,13 +7,13 @@ use serde::Deserialize;
 use crate::account::end_sessions;
 use crate::app::App;
 use crate::http::{ApiRequest, ApiResponse, Problem};
-use crate::lockout;
 use crate::mail::messages::Message;
 use crate::notify::Occurrence;
 use crate::password::NewPassword;
-use crate::records::{attr, keys};
+use crate::records::{User, attr, keys};
 use crate::recovery::{
-    check_password, hash_answer, notify_question_changed, parse_answer, set_answer_write,
+    HeldClaim, check_password_holding_claim, hash_answer, notify_question_changed, parse_answer,
+    set_answer_write,
 };
 use crate::secret::Secret;
 use crate::session;
@@ -36,33 +36,22 @@ struct ChangePasswordRequest {
 pub async fn change_password(app: &App, request: &ApiRequest) -> Result<ApiResponse, Problem> {
     let body: ChangePasswordRequest = request.json()?;
     let (principal, user, _) = session::signed_in(app, request, None).await?;
-    check_password(app, request, &user, &body.current_password).await?;
+    // Checked before the current password: a weak choice should not cost a try.
     let password = NewPassword::for_account(&body.new_password, &user)?;
-    let hash = app.passwords.hash(&password).await?;
-    let mut writes = vec![
-        // Another change since the read (a reset, say) wins; this one must not undo it.
-        Write::update(
-            keys::user(&user.id),
-            vec![Change::set(attr::PASSWORD_HASH, hash.0)],
-        )
-        .when(Cond::eq(attr::PASSWORD_HASH, user.password_hash.0.as_str())),
-        lockout::clear(keys::account_lockout(&user.id)),
-    ];
-    let mut others = if body.sign_out_other_devices {
-        session::end_all_writes(app, &user.id, Some(&principal.session_id)).await?
-    } else {
-        Vec::new()
-    };
-    let room = MAX_TRANSACTION_WRITES - writes.len();
-    writes.extend(others.drain(..room.min(others.len())));
-    app.store.transact(writes).await.map_err(|e| match e {
-        e if e.failed_at(0).is_some() => Problem::new(
-            StatusCode::CONFLICT,
-            "conflict",
-            "The password was changed by another request. Please try again.",
-        ),
-        e => Problem::from(anyhow::Error::from(e).context("changing a password")),
-    })?;
+    // The other sessions are read while the password is checked: one step, not two.
+    let (held, others) = tokio::join!(
+        check_password_holding_claim(app, request, &user, &body.current_password),
+        async {
+            if body.sign_out_other_devices {
+                session::end_all_writes(app, &user.id, Some(&principal.session_id)).await
+            } else {
+                Ok(Vec::new())
+            }
+        }
+    );
+    let held = held?;
+    let replaced = replace_password(app, &user, &password, &held, others).await;
+    let others = held.finish(app, replaced).await?;
     end_sessions(app, others).await?;
     let seen = Occurrence::of(app, &request.client);
     app.send_quietly(
@@ -76,6 +65,39 @@ pub async fn change_password(app: &App, request: &ApiRequest) -> Result<ApiRespo
     )
     .await;
     Ok(crate::http::status(StatusCode::OK, "password_changed"))
+}
+
+/// Stores the new password's hash, ends the claim of the password check and (if asked)
+/// the other sessions, in one transaction. Returns the session ends that did not fit.
+async fn replace_password(
+    app: &App,
+    user: &User,
+    password: &NewPassword,
+    held: &HeldClaim,
+    others: anyhow::Result<Vec<Write>>,
+) -> Result<Vec<Write>, Problem> {
+    let mut others = others?;
+    let hash = app.passwords.hash(password).await?;
+    let mut writes = vec![
+        // Another change since the read (a reset, say) wins; this one must not undo it.
+        Write::update(
+            keys::user(&user.id),
+            vec![Change::set(attr::PASSWORD_HASH, hash.0)],
+        )
+        .when(Cond::eq(attr::PASSWORD_HASH, user.password_hash.0.as_str())),
+        held.clear(),
+    ];
+    let room = MAX_TRANSACTION_WRITES - writes.len();
+    writes.extend(others.drain(..room.min(others.len())));
+    app.store.transact(writes).await.map_err(|e| match e {
+        e if e.failed_at(0).is_some() => Problem::new(
+            StatusCode::CONFLICT,
+            "conflict",
+            "The password was changed by another request. Please try again.",
+        ),
+        e => Problem::from(anyhow::Error::from(e).context("changing a password")),
+    })?;
+    Ok(others)
 }
 
 /// `GET /v1/security-questions` (public)
@@ -98,21 +120,23 @@ pub async fn set_security_question(
 ) -> Result<ApiResponse, Problem> {
     let body: SetSecurityQuestionRequest = request.json()?;
     let (_, user, _) = session::signed_in(app, request, None).await?;
-    check_password(app, request, &user, &body.current_password).await?;
-    let answer = parse_answer(
-        &body.question_id,
-        &body.answer,
-        &body.current_password,
-        &user,
-    )?;
-    let stored = hash_answer(app, &body.question_id, &answer).await?;
-    app.store
-        .transact(vec![
-            set_answer_write(&user.id, &stored),
-            lockout::clear(keys::account_lockout(&user.id)),
-        ])
-        .await
-        .map_err(|e| anyhow::Error::from(e).context("setting a security question"))?;
+    let held = check_password_holding_claim(app, request, &user, &body.current_password).await?;
+    let set = async {
+        let answer = parse_answer(
+            &body.question_id,
+            &body.answer,
+            &body.current_password,
+            &user,
+        )?;
+        let stored = hash_answer(app, &body.question_id, &answer).await?;
+        app.store
+            .transact(vec![set_answer_write(&user.id, &stored), held.clear()])
+            .await
+            .map_err(|e| {
+                Problem::from(anyhow::Error::from(e).context("setting a security question"))
+            })
+    };
+    held.finish(app, set.await).await?;
     notify_question_changed(app, request, &user).await;
     Ok(crate::http::status(StatusCode::OK, "security_question_set"))
 }

@@ -193,19 +193,21 @@ pub async fn reset_security_question(
     let Redemption {
         presented, user, ..
     } = load_redemption(app, &body.token, Purpose::SecurityQuestionReset).await?;
-    check_password(app, request, &user, &body.password).await?;
-    let answer = parse_answer(&body.question_id, &body.answer, &body.password, &user)?;
-    let stored = hash_answer(app, &body.question_id, &answer).await?;
-    let now = app.now();
-    let writes = vec![
-        presented.spend(Purpose::SecurityQuestionReset, now),
-        set_answer_write(&user.id, &stored),
-        lockout::clear(keys::account_lockout(&user.id)),
-    ];
-    app.store.transact(writes).await.map_err(|e| match e {
-        e if e.failed_at(0).is_some() => Problem::from(recovery_link::LinkError::Invalid),
-        e => Problem::from(anyhow::Error::from(e).context("resetting a security question")),
-    })?;
+    let held = check_password_holding_claim(app, request, &user, &body.password).await?;
+    let reset = async {
+        let answer = parse_answer(&body.question_id, &body.answer, &body.password, &user)?;
+        let stored = hash_answer(app, &body.question_id, &answer).await?;
+        let writes = vec![
+            presented.spend(Purpose::SecurityQuestionReset, app.now()),
+            set_answer_write(&user.id, &stored),
+            held.clear(),
+        ];
+        app.store.transact(writes).await.map_err(|e| match e {
+            e if e.failed_at(0).is_some() => Problem::from(recovery_link::LinkError::Invalid),
+            e => Problem::from(anyhow::Error::from(e).context("resetting a security question")),
+        })
+    };
+    held.finish(app, reset.await).await?;
     notify_question_changed(app, request, &user).await;
     Ok(crate::http::status(
         StatusCode::OK,
@@ -216,13 +218,62 @@ pub async fn reset_security_question(
 /// Checks the account password of a signed-in or link-holding person under the login
 /// back-off: like a login, the check first claims the account's counter (refused while
 /// locked, so parallel guesses get no extra tries), and a wrong password counts as a
-/// failure. Returns the counter as the claim found it.
+/// failure. Returns the counter as the claim found it, the claim released.
 pub async fn check_password(
     app: &App,
     request: &ApiRequest,
     user: &User,
     password: &Secret,
 ) -> Result<Option<Item>, Problem> {
+    let held = check_password_holding_claim(app, request, user, password).await?;
+    held.release(app).await?;
+    Ok(held.counter)
+}
+
+/// A right password whose back-off claim is still held, for a caller that ends with one
+/// transaction: [`HeldClaim::clear`] goes into it (a success clears the failures anyway),
+/// which saves the separate release; a caller that stops before must
+/// [`HeldClaim::release`] it, or the account waits out the lease.
+pub struct HeldClaim {
+    key: Key,
+    /// The counter as the claim found it.
+    pub counter: Option<Item>,
+}
+
+impl HeldClaim {
+    /// The write that ends the claim and the run of failures, for the final transaction.
+    pub fn clear(&self) -> Write {
+        lockout::clear(self.key.clone())
+    }
+
+    /// Hands back what the caller's last step (its transaction, with [`HeldClaim::clear`])
+    /// answered; when that failed, nothing was committed, so the claim is released now
+    /// rather than left to its lease (a failure to release is less news than the one
+    /// being answered).
+    pub async fn finish<T>(&self, app: &App, outcome: Result<T, Problem>) -> Result<T, Problem> {
+        if outcome.is_err() {
+            let _ = self.release(app).await;
+        }
+        outcome
+    }
+
+    /// Ends the claim on its own, the failures kept.
+    pub async fn release(&self, app: &App) -> anyhow::Result<()> {
+        app.store
+            .write(lockout::release(self.key.clone(), app.now()))
+            .await
+            .map(drop)
+            .map_err(|e| anyhow::Error::from(e).context("releasing a password check"))
+    }
+}
+
+/// [`check_password`] without the release: see [`HeldClaim`].
+pub async fn check_password_holding_claim(
+    app: &App,
+    request: &ApiRequest,
+    user: &User,
+    password: &Secret,
+) -> Result<HeldClaim, Problem> {
     let key = keys::account_lockout(&user.id);
     let now = app.now();
     let counter = match app.store.write(lockout::claim(key.clone(), now)).await {
@@ -242,13 +293,7 @@ pub async fn check_password(
         .verify(password, Some(&user.password_hash))
         .await?
     {
-        Verdict::Right { .. } => {
-            app.store
-                .write(lockout::release(key, app.now()))
-                .await
-                .map_err(anyhow::Error::from)?;
-            Ok(counter)
-        }
+        Verdict::Right { .. } => Ok(HeldClaim { key, counter }),
         Verdict::Wrong => {
             let now = app.now();
             let (failure, entry) = tokio::join!(

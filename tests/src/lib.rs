@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use accounts::app::App;
-use accounts::clock::ManualClock;
+use accounts::clock::{Clock, ManualClock};
 use accounts::config::Config;
 use accounts::email::EmailAddress;
 use accounts::mail::Mailer;
@@ -135,6 +135,18 @@ pub struct TestApp {
     started_at: u64,
 }
 
+/// A manual clock at the present, or at the next full hour when the present is in an
+/// hour's last ten minutes: rate limits count in fixed hourly windows, and a test that
+/// began just before one rolls over would see its counts reset halfway.
+pub fn test_clock() -> Arc<ManualClock> {
+    let clock = ManualClock::starting_now();
+    let into_hour = clock.now().rem_euclid(3_600);
+    if into_hour >= 3_600 - 600 {
+        clock.advance(3_600 - into_hour);
+    }
+    clock
+}
+
 fn required_env(name: &str) -> String {
     std::env::var(name)
         .ok()
@@ -197,7 +209,7 @@ impl TestApp {
     pub async fn spawn_with(backend: Backend, overrides: &[(&str, &str)]) -> TestApp {
         let table = format!("test-{}", uuid::Uuid::new_v4().simple());
         let config = test_config(&table, overrides);
-        let clock = ManualClock::starting_now();
+        let clock = test_clock();
         let started_at = epoch_seconds();
         #[allow(clippy::type_complexity)]
         let (store, mailer, outbox, ses_url, calls): (

@@ -4,7 +4,6 @@
 use std::sync::Arc;
 
 use accounts::app::App;
-use accounts::clock::ManualClock;
 use accounts::http::router::{RouteGroup, SignupRoute, VerifyRoute};
 use accounts::mail::outbox::Outbox;
 use accounts::store::memory::MemoryStore;
@@ -28,7 +27,7 @@ struct Lambda {
 impl Lambda {
     fn new(overrides: &[(&str, &str)]) -> Lambda {
         let config = test_config("accounts-lambda-test", overrides);
-        let clock = ManualClock::starting_now();
+        let clock = api_tests::test_clock();
         let store = Arc::new(MemoryStore::new(clock.clone()));
         let outbox = Arc::new(Outbox::new(clock.clone()));
         let app = App::new(config, store, outbox.clone(), clock).expect("build the app");
