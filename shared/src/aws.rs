@@ -4,19 +4,18 @@
 //!
 //! This stands in for `aws-config`'s default chain on purpose. In Lambda the chain always
 //! ends at its first link (the role's credentials are environment variables), and its
-//! other links (profiles, SSO, STS web identity, container and instance metadata) were a
-//! sixth of every function's binary. Outside Lambda, export credentials first, for
+//! other links (profiles, SSO, STS web identity, container and instance metadata) were
+//! 0.45 MB of every function's binary. Outside Lambda, export credentials first, for
 //! example `eval "$(aws configure export-credentials --format env)"`.
 
 use anyhow::{Context, bail};
 use aws_credential_types::Credentials;
 use aws_credential_types::provider::SharedCredentialsProvider;
+use aws_smithy_runtime_api::client::behavior_version::BehaviorVersion;
 use aws_types::SdkConfig;
 use aws_types::region::Region;
 use aws_types::sdk_config::SharedHttpClient;
 use aws_types::service_config::{LoadServiceConfig, ServiceConfigKey};
-
-pub use aws_smithy_runtime_api::client::behavior_version::BehaviorVersion;
 
 /// [`sdk_config_from_environment`] with the process environment.
 pub fn sdk_config_from_process_environment() -> anyhow::Result<SdkConfig> {
