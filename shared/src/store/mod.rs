@@ -331,6 +331,11 @@ impl Change {
         }
     }
 
+    /// Whether [`Change::apply`] can refuse the change (only adding can).
+    pub fn can_fail(&self) -> bool {
+        matches!(self, Change::Add(..))
+    }
+
     /// Applies the change to an item (used by the in-memory store); adding to an
     /// attribute that is not a number fails, as it does in DynamoDB.
     pub fn apply(&self, item: &mut Item) -> anyhow::Result<()> {
