@@ -147,14 +147,17 @@ pub fn test_clock() -> Arc<ManualClock> {
     clock
 }
 
-fn required_env(name: &str) -> String {
+/// A variable the emulator-backed tests cannot run without. A missing one fails the test:
+/// a test that silently skipped would pass in CI.
+pub fn required_env(name: &str) -> String {
     std::env::var(name)
         .ok()
         .filter(|v| !v.trim().is_empty())
         .unwrap_or_else(|| {
             panic!(
-                "{name} is not set: the DynamoDB backend needs DynamoDB Local and the SES \
-                 emulator. Run scripts/test.sh, which starts both and sets the environment."
+                "{name} is not set: this test needs DynamoDB Local and the SES v2 emulator. \
+                 Run scripts/test.sh, which starts both and sets the environment (or \
+                 `scripts/emulators.sh start <dir>` and source `<dir>/env`)."
             )
         })
 }

@@ -34,7 +34,7 @@ use accounts::store::memory::MemoryStore;
 use accounts::store::recording::{Permission, RecordingStore, Target};
 use accounts::store::{EXPIRES_AT, Item, Key, PK, SK, Write, schema};
 use accounts::totp::{self, TotpSecret};
-use api_tests::{BASE_URL, Mail, PASSWORD};
+use api_tests::{BASE_URL, Mail, PASSWORD, required_env};
 use async_trait::async_trait;
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, header};
@@ -1550,18 +1550,6 @@ async fn each_function_may_do_exactly_what_its_code_does() {
         }
     }
     assert!(problems.is_empty(), "\n{}", problems.join("\n"));
-}
-
-fn required_env(name: &str) -> String {
-    std::env::var(name)
-        .ok()
-        .filter(|v| !v.trim().is_empty())
-        .unwrap_or_else(|| {
-            panic!(
-                "{name} is not set: this test needs DynamoDB Local. Run scripts/test.sh, which \
-                 starts it and sets the environment."
-            )
-        })
 }
 
 /// The recorder must predict every request the DynamoDB store really sends, or the

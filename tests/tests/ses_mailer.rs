@@ -11,19 +11,10 @@ use accounts::mail::Mailer;
 use accounts::mail::messages::Message;
 use accounts::mail::ses::SesMailer;
 use anyhow::Context;
+use api_tests::required_env;
 use serde::Deserialize;
 
 const FROM: &str = "Account security <no-reply@accounts.test>";
-
-fn required_env(name: &str) -> String {
-    match std::env::var(name) {
-        Ok(value) if !value.trim().is_empty() => value,
-        _ => panic!(
-            "{name} is not set: these tests need the SES v2 emulator. Start it with \
-             `scripts/emulators.sh start .test-run` and source `.test-run/env`."
-        ),
-    }
-}
 
 /// The emulator's base URL, and an `SesMailer` whose SDK client talks to it.
 async fn mailer() -> (String, SesMailer) {
