@@ -8,9 +8,9 @@
 #   --quick     fewer repetitions (7 cold starts, 5 argon2 calls, 1 throughput round): for trying changes
 #
 # What it runs (everything on 127.0.0.1; about 5 minutes after the builds):
-#   1. builds: `scripts/build-lambdas.sh` (cargo lambda, arm64: the deployed binaries, plus
-#      the hello-world baseline) and `cargo lambda build --release --x86-64` of the same
-#      binaries plus bench and dev-server into target/lambda-x86_64 (this machine runs those)
+#   1. builds: `scripts/build-lambdas.sh` (cargo lambda, arm64: the deployed binaries), the
+#      hello-world baseline, and `cargo lambda build --release --x86-64` of the same binaries,
+#      then bench and dev-server, into target/lambda-x86_64 (this machine runs those)
 #   2. cold start of every function vs the hello world (bench cold-start)
 #   3. argon2id hash/verify cost, fresh vs reused memory block (bench argon2, one core)
 #   4. throughput per core of the release dev-server, pinned with taskset, driven by wrk
@@ -98,16 +98,16 @@ if [ "$BUILD" = 1 ]; then
   if ! rustup target list --installed | grep -qx aarch64-unknown-linux-gnu; then
     rustup target add aarch64-unknown-linux-gnu
   fi
-  step "arm64 release build (the deployed binaries + the hello-world baseline)"
-  if [ -f scripts/build-lambdas.sh ]; then
-    LAMBDA_DIR="$ARM64_DIR" bash scripts/build-lambdas.sh --package bench
-  else
-    cargo lambda build --release --arm64 --lambda-dir "$ARM64_DIR" "${PACKAGES[@]}" --package bench
-  fi
+  # The functions are built on their own, as scripts/build-lambdas.sh and `sam build` build
+  # them: built in one cargo invocation with bench or dev-server, they would link the
+  # features those packages turn on in shared dependencies, and measure larger than deployed.
+  step "arm64 release build (the deployed binaries, then the hello-world baseline)"
+  LAMBDA_DIR="$ARM64_DIR" bash scripts/build-lambdas.sh
+  cargo lambda build --release --arm64 --lambda-dir "$ARM64_DIR" --package bench --bin bench-hello
   sync_bootstraps "$ARM64_DIR" aarch64-unknown-linux-gnu "${FUNCTIONS[@]}" bench-hello
-  step "x86_64 release build (the same, plus bench and dev-server, for this machine to run)"
-  cargo lambda build --release --x86-64 --lambda-dir "$X86_DIR" "${PACKAGES[@]}" \
-    --package bench --package dev-server
+  step "x86_64 release build (the same, then bench and dev-server, for this machine to run)"
+  cargo lambda build --release --x86-64 --lambda-dir "$X86_DIR" "${PACKAGES[@]}"
+  cargo lambda build --release --x86-64 --lambda-dir "$X86_DIR" --package bench --package dev-server
   sync_bootstraps "$X86_DIR" x86_64-unknown-linux-gnu "${FUNCTIONS[@]}" bench-hello bench dev-server
 fi
 BENCH="$X86_DIR/bench/bootstrap"

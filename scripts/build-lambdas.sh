@@ -13,6 +13,8 @@ set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 LAMBDA_DIR="${LAMBDA_DIR:-target/lambda-arm64}"
+# The size budget of one function (issue 7: at most 5 MB); a larger binary fails the build.
+MAX_BYTES="${MAX_BYTES:-5000000}"
 TARGET=aarch64-unknown-linux-gnu
 
 step() { printf '\n==> %s\n' "$*" >&2; }
@@ -63,5 +65,9 @@ for f in "${functions[@]}"; do
   fi
   bytes=$(stat -c %s "$bootstrap")
   printf '%-12s %12d %9s  %s\n' "$f" "$bytes" "$(awk -v b="$bytes" 'BEGIN { printf "%.1f", b / 1048576 }')" "$bootstrap"
+  if [ "$bytes" -gt "$MAX_BYTES" ]; then
+    echo "build-lambdas: $f is $bytes bytes, over the budget of $MAX_BYTES (README, \"Binary size\")" >&2
+    status=1
+  fi
 done
 exit $status
