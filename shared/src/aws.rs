@@ -8,13 +8,12 @@
 //! 0.45 MB of every function's binary. Outside Lambda, export credentials first, for
 //! example `eval "$(aws configure export-credentials --format env)"`.
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 use aws_credential_types::Credentials;
 use aws_credential_types::provider::SharedCredentialsProvider;
 use aws_smithy_runtime_api::client::behavior_version::BehaviorVersion;
 use aws_types::SdkConfig;
 use aws_types::region::Region;
-use aws_types::sdk_config::SharedHttpClient;
 use aws_types::service_config::{LoadServiceConfig, ServiceConfigKey};
 
 /// [`sdk_config_from_environment`] with the process environment.
@@ -56,7 +55,7 @@ pub fn sdk_config_from_environment(
     Ok(SdkConfig::builder()
         .region(Region::new(region))
         .credentials_provider(SharedCredentialsProvider::new(credentials))
-        .http_client(https_client()?)
+        .http_client(crate::aws_https::https_client()?)
         .service_config(EndpointsFromEnvironment(value.clone()))
         .behavior_version(BehaviorVersion::latest())
         .build())
@@ -80,32 +79,6 @@ where
         let service = key.service_id().to_ascii_uppercase().replace(' ', "_");
         (self.0)(&format!("{}_{service}", key.env())).or_else(|| (self.0)(key.env()))
     }
-}
-
-/// The roots of Amazon Trust Services, which issue the certificates of the AWS endpoints
-/// the functions call (DynamoDB, SES, SSM).
-const AWS_TRUST_ROOTS: &str = include_str!("../certs/amazon-trust-services.pem");
-
-/// The SDK's default HTTPS client (rustls on aws-lc), trusting only the AWS roots. The
-/// default trusts the system store, which it parses at every cold start: every root of
-/// the CA bundle, and again every file of the certificate directory. That was most of a
-/// function's start-up time beyond a hello-world function's (bench/REPORT.md). Plain
-/// `http://` endpoints (the local emulators) work too.
-pub fn https_client() -> anyhow::Result<SharedHttpClient> {
-    use aws_smithy_http_client::tls;
-    let trust = tls::TrustStore::empty()
-        .with_native_roots(false)
-        .with_pem_certificate(AWS_TRUST_ROOTS.as_bytes());
-    let context = tls::TlsContext::builder()
-        .with_trust_store(trust)
-        .build()
-        .context("the TLS settings of the AWS client")?;
-    Ok(aws_smithy_http_client::Builder::new()
-        .tls_provider(tls::Provider::Rustls(
-            tls::rustls_provider::CryptoMode::AwsLc,
-        ))
-        .tls_context(context)
-        .build_https())
 }
 
 #[cfg(test)]
@@ -179,27 +152,5 @@ mod tests {
             .build()
             .unwrap();
         sdk.service_config()?.load_config(key)
-    }
-
-    /// The roots are parsed when the first connection is set up (a malformed file would
-    /// panic there, in production): a call to a closed local port gets that far.
-    #[tokio::test]
-    async fn the_aws_https_client_loads_the_aws_roots() {
-        let mut pairs = LAMBDA.to_vec();
-        pairs.push(("AWS_ENDPOINT_URL", "https://127.0.0.1:9"));
-        let sdk = sdk_config_from_environment(environment(&pairs)).unwrap();
-        let config = aws_sdk_dynamodb::config::Builder::from(&sdk)
-            .retry_config(aws_sdk_dynamodb::config::retry::RetryConfig::disabled())
-            .build();
-        let error = aws_sdk_dynamodb::Client::from_conf(config)
-            .list_tables()
-            .send()
-            .await
-            .unwrap_err();
-        assert!(
-            matches!(error, aws_sdk_dynamodb::error::SdkError::DispatchFailure(_)),
-            "{error:?}"
-        );
-        assert!(AWS_TRUST_ROOTS.matches("BEGIN CERTIFICATE").count() >= 5);
     }
 }

@@ -8,6 +8,7 @@ pub mod account_security;
 pub mod accounts;
 pub mod app;
 pub mod aws;
+pub mod aws_https;
 pub mod backup_codes;
 pub mod cleanup;
 pub mod clock;
