@@ -7,8 +7,7 @@ use serde::Deserialize;
 use crate::account::end_sessions;
 use crate::app::App;
 use crate::http::{ApiRequest, ApiResponse, Problem};
-use crate::mail::messages::Message;
-use crate::notify::Occurrence;
+use crate::notify::{self, PasswordReplaced};
 use crate::password::NewPassword;
 use crate::records::{User, attr, keys};
 use crate::recovery::{
@@ -53,17 +52,7 @@ pub async fn change_password(app: &App, request: &ApiRequest) -> Result<ApiRespo
     let replaced = replace_password(app, &user, &password, &held, others).await;
     let others = held.finish(app, replaced).await?;
     end_sessions(app, others).await?;
-    let seen = Occurrence::of(app, &request.client);
-    app.send_quietly(
-        &user.email,
-        Message::PasswordChanged {
-            when: seen.when,
-            ip: seen.ip,
-            device: seen.device,
-            reset_url: app.config.app_base_url.page("/forgot-password"),
-        },
-    )
-    .await;
+    notify::password_replaced(app, &user.email, &request.client, PasswordReplaced::Changed).await;
     Ok(crate::http::status(StatusCode::OK, "password_changed"))
 }
 

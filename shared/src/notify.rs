@@ -1,7 +1,9 @@
-//! The facts a security notification reports about the request that caused it.
+//! The facts a security notification reports about the request that caused it, and the
+//! notices more than one flow sends.
 
 use crate::app::App;
 use crate::http::Client;
+use crate::mail::messages::Message;
 
 /// When, from where and from what device something happened.
 pub struct Occurrence {
@@ -32,4 +34,35 @@ impl Occurrence {
             device,
         }
     }
+}
+
+/// How an account's password was replaced: the owner gets a notice saying which.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PasswordReplaced {
+    /// Changed while signed in (`POST /v1/account/password`).
+    Changed,
+    /// Reset through an emailed link.
+    Reset,
+}
+
+/// Tells the owner at `to` that the password was replaced, when and from where, with the
+/// way back in if it was not them. A mail failure is logged, never the caller's error.
+pub async fn password_replaced(app: &App, to: &str, client: &Client, how: PasswordReplaced) {
+    let Occurrence { when, ip, device } = Occurrence::of(app, client);
+    let reset_url = app.config.app_base_url.page("/forgot-password");
+    let message = match how {
+        PasswordReplaced::Changed => Message::PasswordChanged {
+            when,
+            ip,
+            device,
+            reset_url,
+        },
+        PasswordReplaced::Reset => Message::PasswordWasReset {
+            when,
+            ip,
+            device,
+            reset_url,
+        },
+    };
+    app.send_quietly(to, message).await;
 }

@@ -14,7 +14,7 @@ use crate::http::{ApiRequest, ApiResponse, FieldError, Problem};
 use crate::lockout;
 use crate::login::LoginId;
 use crate::mail::messages::Message;
-use crate::notify::Occurrence;
+use crate::notify::{self, Occurrence, PasswordReplaced};
 use crate::password::{NewPassword, Verdict};
 use crate::rate_limit::RateLimit;
 use crate::records::{SecurityAnswer, User, attr, keys};
@@ -160,17 +160,7 @@ pub async fn reset_password(app: &App, request: &ApiRequest) -> Result<ApiRespon
         e => Problem::from(anyhow::Error::from(e).context("resetting a password")),
     })?;
     end_sessions(app, sessions).await?;
-    let seen = Occurrence::of(app, &request.client);
-    app.send_quietly(
-        &user.email,
-        Message::PasswordWasReset {
-            when: seen.when,
-            ip: seen.ip,
-            device: seen.device,
-            reset_url: app.config.app_base_url.page("/forgot-password"),
-        },
-    )
-    .await;
+    notify::password_replaced(app, &user.email, &request.client, PasswordReplaced::Reset).await;
     Ok(crate::http::status(StatusCode::OK, "password_reset"))
 }
 
