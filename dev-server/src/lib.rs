@@ -18,11 +18,17 @@ use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
-/// What the server needs: the app, and the outbox when mail stays local.
+/// Sees every API answer before it is sent (the black-box tests check each one against
+/// the API document).
+pub type Observer = Arc<dyn Fn(&ApiRequest, &api::ApiResponse) + Send + Sync>;
+
+/// What the server needs: the app, the outbox when mail stays local, and an observer of
+/// the answers, if any.
 #[derive(Clone)]
 pub struct Server {
     pub app: App,
     pub outbox: Option<Arc<Outbox>>,
+    pub observer: Option<Observer>,
 }
 
 /// Serves connections from `listener` until the task is dropped.
@@ -65,9 +71,17 @@ impl Server {
             body,
             peer.ip(),
         );
-        let response = match pages::answer(self, &request).await {
-            Some(page) => page,
+        if let Some(page) = pages::answer(self, &request).await {
+            return to_hyper(page);
+        }
+        let response = match &self.observer {
+            // The request is kept for the observer only: no copy on the usual path.
             None => api::router::dispatch(&self.app, None, request).await,
+            Some(observe) => {
+                let response = api::router::dispatch(&self.app, None, request.clone()).await;
+                observe(&request, &response);
+                response
+            }
         };
         to_hyper(response)
     }

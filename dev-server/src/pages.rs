@@ -61,7 +61,7 @@ fn html(status: StatusCode, title: &str, body: &str) -> ApiResponse {
 fn home(message: Option<String>) -> ApiResponse {
     let body = format!(
         "<h1>Local account-security server</h1>{}\
-         <p>Every API route of <code>shared/API.md</code> is served here. Emails stay on this \
+         <p>Every API route of <a href=\"/v1/openapi.json\"><code>docs/openapi.yaml</code></a> is served here. Emails stay on this \
          machine: read them at <a href=\"/dev/mail\">/dev/mail</a>.</p>\
          <h2>Sign up</h2><form method=\"post\" action=\"/\">\
          <label>Email <input name=\"email\" type=\"email\" required></label>\

@@ -130,5 +130,6 @@ pub async fn build(settings: Settings) -> anyhow::Result<Server> {
     Ok(Server {
         app: App::new(config, store, mailer, clock)?,
         outbox,
+        observer: None,
     })
 }

@@ -6,6 +6,7 @@ pub mod access_token;
 pub mod account;
 pub mod account_security;
 pub mod accounts;
+pub mod api_document;
 pub mod app;
 pub mod aws;
 pub mod aws_https;

@@ -5,6 +5,7 @@
 //! checks of whole answers (problem documents, token pairs, ...).
 
 pub mod assert;
+pub mod contract;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -133,6 +134,22 @@ pub struct TestApp {
     pub calls: Option<Arc<CallCounter>>,
     /// When the app started, in epoch seconds (for the SES emulator's `since`).
     started_at: u64,
+    /// Answers of the server that `docs/openapi.yaml` does not allow.
+    violations: contract::Violations,
+}
+
+/// A test fails when any answer it received departs from the API document (unless it
+/// already failed for another reason).
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        let violations = self.violations.take();
+        if !violations.is_empty() && !std::thread::panicking() {
+            panic!(
+                "the server answered outside docs/openapi.yaml:\n  - {}",
+                violations.join("\n  - ")
+            );
+        }
+    }
 }
 
 /// A manual clock at the present, or at the next full hour when the present is in an
@@ -266,9 +283,23 @@ impl TestApp {
             .await
             .expect("bind a free port");
         let address = format!("http://{}", listener.local_addr().expect("local address"));
+        let violations = contract::Violations::default();
+        let recorder = violations.clone();
         let server = dev_server::Server {
             app: app.clone(),
             outbox: outbox.clone(),
+            observer: Some(Arc::new(move |request, response| {
+                let checked = contract::contract().check(
+                    &request.method,
+                    &request.path,
+                    response.status().as_u16(),
+                    response.headers(),
+                    response.body(),
+                );
+                if let Err(violation) = checked {
+                    recorder.record(violation);
+                }
+            })),
         };
         tokio::spawn(dev_server::serve(listener, server));
         TestApp {
@@ -284,7 +315,14 @@ impl TestApp {
             ses_url,
             calls,
             started_at,
+            violations,
         }
+    }
+
+    /// What the server answered outside `docs/openapi.yaml` so far (the test fails on
+    /// any, when the app is dropped).
+    pub fn violations(&self) -> &contract::Violations {
+        &self.violations
     }
 
     /// POSTs a JSON body to an API path.

@@ -2,9 +2,9 @@
 //! drifts from the other:
 //!
 //! - every function directory (`functions/<name>/`) has a template function and back;
-//! - every route of `../shared/API.md` is in the route table exactly once (but for the
-//!   [`NOT_YET_IMPLEMENTED`] ones), and each function's HttpApi events are exactly its
-//!   routes in `ROUTES`;
+//! - the operations of the OpenAPI document (`docs/openapi.yaml`) are exactly the routes
+//!   of the route table (but for the [`NOT_YET_IMPLEMENTED`] ones), and each function's
+//!   HttpApi events are exactly its routes in `ROUTES`;
 //! - the table's keys, indexes and TTL are the store's (`store::schema`);
 //! - each function's IAM policy allows exactly the DynamoDB actions its code performs, as
 //!   recorded by a `RecordingStore` while a scenario drives every endpoint through that
@@ -40,8 +40,8 @@ use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, header};
 use serde_json::{Value as Json, json};
 
-/// Routes of API.md that no function serves yet, as `(METHOD, path)`. Remove each one as
-/// its issue lands (the test fails while a listed route is in `ROUTES`).
+/// Operations of `docs/openapi.yaml` that no function serves yet, as `(METHOD, path)`.
+/// Remove each one as its issue lands (the test fails while a listed route is in `ROUTES`).
 const NOT_YET_IMPLEMENTED: &[(&str, &str)] = &[];
 
 // ------------------------------------------------------------------------------------
@@ -458,67 +458,58 @@ fn each_function_serves_exactly_its_routes() {
     );
 }
 
-/// `(METHOD, path)` of every route API.md documents for API Gateway (the local server's
-/// own pages excluded), in order, duplicates kept.
-fn api_md_routes() -> Vec<(String, String)> {
-    let path = workspace_root().join("../shared/API.md");
+/// `(METHOD, path)` of every operation of the OpenAPI document (`docs/openapi.yaml`).
+fn documented_routes() -> BTreeSet<(String, String)> {
+    let path = workspace_root().join("docs/openapi.yaml");
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path:?}: {e}"));
-    let deployed = text.split("\n## Local server").next().unwrap_or_default();
-    let mut routes = Vec::new();
-    for (i, span) in deployed.split('`').enumerate() {
-        if i % 2 == 0 {
-            continue;
+    let document: Json = serde_yaml::from_str(&text).unwrap_or_else(|e| panic!("{path:?}: {e}"));
+    let paths = document["paths"]
+        .as_object()
+        .expect("the document has paths");
+    let mut routes = BTreeSet::new();
+    for (path, item) in paths {
+        for method in item.as_object().expect("a path item").keys() {
+            if ["get", "put", "post", "delete", "patch"].contains(&method.as_str()) {
+                routes.insert((method.to_uppercase(), path.clone()));
+            }
         }
-        let Some((method, rest)) = span.split_once(' ') else {
-            continue;
-        };
-        if !["GET", "POST", "PUT", "PATCH", "DELETE"].contains(&method) || !rest.starts_with('/') {
-            continue;
-        }
-        let path = rest.split(['?', ' ']).next().unwrap_or_default();
-        routes.push((method.to_owned(), path.to_owned()));
     }
     routes
 }
 
 #[test]
-fn every_api_md_route_is_in_the_route_table_exactly_once() {
-    let documented = api_md_routes();
-    assert!(
-        documented.len() > 20,
-        "API.md routes not found: {documented:?}"
-    );
+fn the_route_table_and_the_api_document_name_the_same_routes() {
+    let documented = documented_routes();
+    assert!(documented.len() > 20, "no operations found: {documented:?}");
     let table: Vec<(String, String)> = ROUTES
         .iter()
         .map(|route| route_key(&route.method, route.path))
         .collect();
+    let in_table: BTreeSet<(String, String)> = table.iter().cloned().collect();
+    assert_eq!(table.len(), in_table.len(), "a route is in ROUTES twice");
     let pending: BTreeSet<(String, String)> = NOT_YET_IMPLEMENTED
         .iter()
         .map(|(m, p)| ((*m).to_owned(), (*p).to_owned()))
         .collect();
-    let mut missing = Vec::new();
-    for route in documented.iter().collect::<BTreeSet<_>>() {
-        let count = table.iter().filter(|r| *r == route).count();
-        match (count, pending.contains(route)) {
-            (1, false) | (0, true) => {}
-            (0, false) => missing.push(route.clone()),
-            (_, true) => panic!(
-                "{route:?} is in ROUTES now: remove it from NOT_YET_IMPLEMENTED in {}",
-                file!()
-            ),
-            (n, false) => panic!("{route:?} is in ROUTES {n} times"),
-        }
-    }
-    assert!(
-        missing.is_empty(),
-        "API.md routes that no function serves (add them, or list them in NOT_YET_IMPLEMENTED): {missing:?}"
-    );
     for route in &pending {
         assert!(
+            !in_table.contains(route),
+            "{route:?} is in ROUTES now: remove it from NOT_YET_IMPLEMENTED in {}",
+            file!()
+        );
+        assert!(
             documented.contains(route),
-            "NOT_YET_IMPLEMENTED lists {route:?}, which API.md does not document"
+            "NOT_YET_IMPLEMENTED lists {route:?}, which the document does not describe"
         );
     }
+    let served: BTreeSet<(String, String)> = in_table.union(&pending).cloned().collect();
+    let undocumented: Vec<_> = in_table.difference(&documented).collect();
+    let unserved: Vec<_> = documented.difference(&served).collect();
+    assert!(
+        undocumented.is_empty() && unserved.is_empty(),
+        "ROUTES and docs/openapi.yaml differ: routes the document lacks {undocumented:?}, \
+         documented operations no function serves {unserved:?}"
+    );
 }
 
 #[test]
@@ -1055,6 +1046,11 @@ async fn drive_every_function(d: &Deployment) {
         &d.call(Method::GET, "/v1/health", None, None).await,
         200,
         "health",
+    );
+    expect(
+        &d.call(Method::GET, "/v1/openapi.json", None, None).await,
+        200,
+        "the API document",
     );
     let signup = json!({
         "email": typo, "password": PASSWORD, "account_type": "freelancer",

@@ -90,6 +90,7 @@ pub enum SignupRoute {
     Signup,
     CorrectEmail,
     Health,
+    OpenApi,
 }
 
 /// The endpoints of the `verify` function.
@@ -171,6 +172,11 @@ pub const ROUTES: &[Route] = &[
         Method::GET,
         "/v1/health",
         Endpoint::Signup(SignupRoute::Health),
+    ),
+    route(
+        Method::GET,
+        "/v1/openapi.json",
+        Endpoint::Signup(SignupRoute::OpenApi),
     ),
     route(
         Method::POST,
@@ -369,6 +375,7 @@ route_group!(SignupRoute served by Signup, |route, app, _, request| match route 
     SignupRoute::Signup => crate::signup::signup(app, request).await,
     SignupRoute::CorrectEmail => crate::signup::correct_email(app, request).await,
     SignupRoute::Health => crate::health::health(app).await,
+    SignupRoute::OpenApi => Ok(crate::api_document::openapi()),
 });
 
 route_group!(VerifyRoute served by Verify, |route, app, _, request| match route {
