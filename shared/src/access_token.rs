@@ -25,8 +25,7 @@ const ACCESS: &str = "access";
 
 /// One key pair, parsed from a PKCS#8 private key.
 struct SigningKey {
-    kid: String,
-    algorithm: Algorithm,
+    public: VerifyingKey,
     /// The parsed private key. `jsonwebtoken::encode` takes the PKCS#8 bytes and parses
     /// them again for every token, which for Ed25519 derives the public key (a second
     /// scalar multiplication as costly as the signature): a third of a token refresh.
@@ -34,8 +33,6 @@ struct SigningKey {
     /// For tests that sign tokens with headers of their own.
     #[cfg(test)]
     encoding: EncodingKey,
-    decoding: DecodingKey,
-    jwk: serde_json::Value,
 }
 
 enum Signer {
@@ -59,16 +56,9 @@ impl Signer {
 impl SigningKey {
     fn from_pkcs8(der: &[u8]) -> anyhow::Result<SigningKey> {
         if let Ok(pair) = Ed25519KeyPair::from_pkcs8_maybe_unchecked(der) {
-            let x = URL_SAFE_NO_PAD.encode(pair.public_key().as_ref());
-            // RFC 7638 thumbprint: the required members in lexicographic order.
-            let kid = thumbprint(&format!(r#"{{"crv":"Ed25519","kty":"OKP","x":"{x}"}}"#));
-            let jwk = serde_json::json!({
-                "kty": "OKP", "crv": "Ed25519", "x": x,
-                "kid": kid, "use": "sig", "alg": "EdDSA",
-            });
+            let public = ed25519_public(&URL_SAFE_NO_PAD.encode(pair.public_key().as_ref()))?;
             return Ok(SigningKey {
-                decoding: DecodingKey::from_ed_components(&x)
-                    .map_err(|e| anyhow!("an Ed25519 public key was refused: {e}"))?,
+                public,
                 // Checked parsing (the public key, when present, must match), as
                 // `jsonwebtoken` parsed it for each token.
                 signer: Signer::Ed25519(
@@ -77,9 +67,6 @@ impl SigningKey {
                 ),
                 #[cfg(test)]
                 encoding: EncodingKey::from_ed_der(der),
-                algorithm: Algorithm::EdDSA,
-                kid,
-                jwk,
             });
         }
         let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, der)
@@ -89,26 +76,82 @@ impl SigningKey {
         if point.len() != 65 {
             bail!("unexpected P-256 public key length {}", point.len());
         }
-        let x = URL_SAFE_NO_PAD.encode(&point[1..33]);
-        let y = URL_SAFE_NO_PAD.encode(&point[33..]);
-        let kid = thumbprint(&format!(
-            r#"{{"crv":"P-256","kty":"EC","x":"{x}","y":"{y}"}}"#
-        ));
-        let jwk = serde_json::json!({
-            "kty": "EC", "crv": "P-256", "x": x, "y": y,
-            "kid": kid, "use": "sig", "alg": "ES256",
-        });
+        let public = p256_public(
+            &URL_SAFE_NO_PAD.encode(&point[1..33]),
+            &URL_SAFE_NO_PAD.encode(&point[33..]),
+        )?;
         Ok(SigningKey {
-            decoding: DecodingKey::from_ec_components(&x, &y)
-                .map_err(|e| anyhow!("a P-256 public key was refused: {e}"))?,
+            public,
             signer: Signer::P256(pair),
             #[cfg(test)]
             encoding: EncodingKey::from_ec_der(der),
-            algorithm: Algorithm::ES256,
-            kid,
-            jwk,
         })
     }
+}
+
+/// The DER of an Ed25519 `SubjectPublicKeyInfo` before its 32 key bytes.
+const ED25519_SPKI: &[u8] = &[
+    0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00,
+];
+/// The DER of a P-256 `SubjectPublicKeyInfo` before the x and y of its uncompressed point.
+const P256_SPKI: &[u8] = &[
+    0x30, 0x59, 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06, 0x08, 0x2a,
+    0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07, 0x03, 0x42, 0x00, 0x04,
+];
+
+/// The public half of a key: what verifies tokens and what the JWKS publishes.
+#[derive(Clone)]
+struct VerifyingKey {
+    kid: String,
+    algorithm: Algorithm,
+    decoding: DecodingKey,
+    jwk: serde_json::Value,
+}
+
+impl VerifyingKey {
+    /// Reads an X.509 `SubjectPublicKeyInfo` of an Ed25519 or P-256 key (what
+    /// `openssl pkey -pubout` writes): both have a fixed DER prefix before the key bytes.
+    fn from_spki(der: &[u8]) -> anyhow::Result<VerifyingKey> {
+        if let Some(key) = der.strip_prefix(ED25519_SPKI).filter(|k| k.len() == 32) {
+            return ed25519_public(&URL_SAFE_NO_PAD.encode(key));
+        }
+        if let Some(point) = der.strip_prefix(P256_SPKI).filter(|p| p.len() == 64) {
+            let (x, y) = point.split_at(32);
+            return p256_public(&URL_SAFE_NO_PAD.encode(x), &URL_SAFE_NO_PAD.encode(y));
+        }
+        bail!("a verification key is neither an Ed25519 nor a P-256 public key")
+    }
+}
+
+fn ed25519_public(x: &str) -> anyhow::Result<VerifyingKey> {
+    // RFC 7638 thumbprint: the required members in lexicographic order.
+    let kid = thumbprint(&format!(r#"{{"crv":"Ed25519","kty":"OKP","x":"{x}"}}"#));
+    Ok(VerifyingKey {
+        decoding: DecodingKey::from_ed_components(x)
+            .map_err(|e| anyhow!("an Ed25519 public key was refused: {e}"))?,
+        algorithm: Algorithm::EdDSA,
+        jwk: serde_json::json!({
+            "kty": "OKP", "crv": "Ed25519", "x": x,
+            "kid": kid, "use": "sig", "alg": "EdDSA",
+        }),
+        kid,
+    })
+}
+
+fn p256_public(x: &str, y: &str) -> anyhow::Result<VerifyingKey> {
+    let kid = thumbprint(&format!(
+        r#"{{"crv":"P-256","kty":"EC","x":"{x}","y":"{y}"}}"#
+    ));
+    Ok(VerifyingKey {
+        decoding: DecodingKey::from_ec_components(x, y)
+            .map_err(|e| anyhow!("a P-256 public key was refused: {e}"))?,
+        algorithm: Algorithm::ES256,
+        jwk: serde_json::json!({
+            "kty": "EC", "crv": "P-256", "x": x, "y": y,
+            "kid": kid, "use": "sig", "alg": "ES256",
+        }),
+        kid,
+    })
 }
 
 fn thumbprint(canonical_jwk: &str) -> String {
@@ -117,35 +160,57 @@ fn thumbprint(canonical_jwk: &str) -> String {
 
 /// Reads the DER inside a PEM `PRIVATE KEY` block.
 fn pem_to_der(pem: &str) -> anyhow::Result<Vec<u8>> {
-    let body: String = pem
-        .lines()
-        .map(str::trim)
-        .skip_while(|line| !line.starts_with("-----BEGIN PRIVATE KEY-----"))
-        .skip(1)
-        .take_while(|line| !line.starts_with("-----END"))
-        .collect();
-    if body.is_empty() {
-        bail!("the key is not a PEM \"PRIVATE KEY\" (PKCS#8) block");
+    pem_blocks(pem, "PRIVATE KEY")?
+        .into_iter()
+        .next()
+        .ok_or_else(|| anyhow!("the key is not a PEM \"PRIVATE KEY\" (PKCS#8) block"))
+}
+
+/// The DER of every PEM block labelled `label`, in order.
+fn pem_blocks(pem: &str, label: &str) -> anyhow::Result<Vec<Vec<u8>>> {
+    let (begin, end) = (
+        format!("-----BEGIN {label}-----"),
+        format!("-----END {label}-----"),
+    );
+    let mut blocks = Vec::new();
+    let mut body: Option<String> = None;
+    for line in pem.lines().map(str::trim) {
+        match &mut body {
+            None if line == begin => body = Some(String::new()),
+            Some(text) if line == end => {
+                blocks.push(
+                    STANDARD
+                        .decode(&*text)
+                        .context("a PEM block is not base64")?,
+                );
+                body = None;
+            }
+            Some(text) => text.push_str(line),
+            None => {}
+        }
     }
-    STANDARD
-        .decode(body)
-        .context("the PEM key's body is not base64")
+    Ok(blocks)
 }
 
 /// Generates a fresh Ed25519 key as PKCS#8 PEM (for the local server and tests).
 pub fn generate_ed25519_pem() -> anyhow::Result<String> {
     let document = Ed25519KeyPair::generate_pkcs8(&SystemRandom::new())
         .map_err(|_| anyhow!("generating an Ed25519 key failed"))?;
-    let body = STANDARD.encode(document.as_ref());
+    Ok(pem("PRIVATE KEY", document.as_ref()))
+}
+
+/// DER as a PEM block, in lines of 64 characters as OpenSSL writes them.
+fn pem(label: &str, der: &[u8]) -> String {
+    let body = STANDARD.encode(der);
     let lines: Vec<&str> = body
         .as_bytes()
         .chunks(64)
         .filter_map(|chunk| std::str::from_utf8(chunk).ok())
         .collect();
-    Ok(format!(
-        "-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----\n",
+    format!(
+        "-----BEGIN {label}-----\n{}\n-----END {label}-----\n",
         lines.join("\n")
-    ))
+    )
 }
 
 /// The claims of an access token.
@@ -165,15 +230,21 @@ pub struct AccessClaims {
 /// Signs access tokens with the current key and verifies them with the current or
 /// the previous one, so that keys can rotate without signing anyone out.
 pub struct AccessTokens {
-    current: SigningKey,
-    /// The current key's JWS header (`alg`, `kid`), serialised and encoded once: it is
-    /// the same for every token.
-    encoded_header: String,
+    /// The current key, in the one function that signs (`login`; the local server);
+    /// functions that only verify tokens never hold a private key.
+    current: Option<CurrentKey>,
     verifiers: HashMap<String, (Algorithm, DecodingKey)>,
     issuer: String,
     audience: String,
     /// The JWKS document, serialised once.
     jwks: bytes::Bytes,
+}
+
+/// The key that signs, with its JWS header (`alg`, `kid`) serialised and encoded once:
+/// it is the same for every token.
+struct CurrentKey {
+    key: SigningKey,
+    encoded_header: String,
 }
 
 /// Why a presented access token was refused; every case answers `401 unauthorized`.
@@ -197,31 +268,76 @@ impl AccessTokens {
                 SigningKey::from_pkcs8(&pem_to_der(pem)?).context("previous JWT signing key")
             })
             .transpose()?;
+        let mut header = Header::new(current.public.algorithm);
+        header.kid = Some(current.public.kid.clone());
+        let encoded_header = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&header)?);
+        let mut publics = vec![current.public.clone()];
+        publics.extend(previous.map(|p| p.public));
+        let mut tokens = AccessTokens::verifying(publics, issuer, audience)?;
+        tokens.current = Some(CurrentKey {
+            key: current,
+            encoded_header,
+        });
+        Ok(tokens)
+    }
+
+    /// A verifier only, from PEM `PUBLIC KEY` blocks (the current key first, then the
+    /// previous one during a rotation): what the functions that check access tokens
+    /// but never issue them hold.
+    pub fn verify_only(
+        public_pems: &str,
+        issuer: &str,
+        audience: &str,
+    ) -> anyhow::Result<AccessTokens> {
+        let keys = pem_blocks(public_pems, "PUBLIC KEY")?
+            .iter()
+            .map(|der| VerifyingKey::from_spki(der))
+            .collect::<anyhow::Result<Vec<_>>>()
+            .context("JWT verification keys")?;
+        if keys.is_empty() {
+            bail!("JWT verification keys: no PEM \"PUBLIC KEY\" block");
+        }
+        AccessTokens::verifying(keys, issuer, audience)
+    }
+
+    fn verifying(
+        keys: Vec<VerifyingKey>,
+        issuer: &str,
+        audience: &str,
+    ) -> anyhow::Result<AccessTokens> {
         let mut verifiers = HashMap::new();
-        let mut jwks = vec![current.jwk.clone()];
-        verifiers.insert(
-            current.kid.clone(),
-            (current.algorithm, current.decoding.clone()),
-        );
-        if let Some(previous) = previous.filter(|p| p.kid != current.kid) {
-            jwks.push(previous.jwk.clone());
-            verifiers.insert(
-                previous.kid.clone(),
-                (previous.algorithm, previous.decoding),
-            );
+        let mut jwks = Vec::new();
+        for key in keys {
+            if verifiers.contains_key(&key.kid) {
+                continue;
+            }
+            jwks.push(key.jwk);
+            verifiers.insert(key.kid, (key.algorithm, key.decoding));
         }
         let jwks = serde_json::to_vec(&serde_json::json!({ "keys": jwks }))?.into();
-        let mut header = Header::new(current.algorithm);
-        header.kid = Some(current.kid.clone());
-        let encoded_header = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&header)?);
         Ok(AccessTokens {
-            current,
-            encoded_header,
+            current: None,
             verifiers,
             issuer: issuer.to_owned(),
             audience: audience.to_owned(),
             jwks,
         })
+    }
+
+    /// The current key's public half as PEM `PUBLIC KEY` text (for the local server,
+    /// which hands it to nothing, and for tests of verify-only functions).
+    pub fn public_pem(&self) -> Option<String> {
+        let jwk = &self.current.as_ref()?.key.public.jwk;
+        let decode = |member: &str| {
+            URL_SAFE_NO_PAD
+                .decode(jwk[member].as_str().unwrap_or_default())
+                .ok()
+        };
+        let der = match jwk["kty"].as_str() {
+            Some("OKP") => [ED25519_SPKI.to_vec(), decode("x")?].concat(),
+            _ => [P256_SPKI.to_vec(), decode("x")?, decode("y")?].concat(),
+        };
+        Some(pem("PUBLIC KEY", &der))
     }
 
     /// The JWKS document (`/.well-known/jwks.json`).
@@ -246,13 +362,17 @@ impl AccessTokens {
             exp: expires_at,
             typ: ACCESS.to_owned(),
         };
+        let signer = self
+            .current
+            .as_ref()
+            .ok_or_else(|| anyhow!("this function verifies access tokens but cannot issue them"))?;
         // JWS compact serialisation, as `jsonwebtoken::encode` writes it, in one buffer.
         let mut token = String::with_capacity(512);
-        token.push_str(&self.encoded_header);
+        token.push_str(&signer.encoded_header);
         token.push('.');
         URL_SAFE_NO_PAD.encode_string(serde_json::to_vec(&claims)?, &mut token);
-        let signature = self
-            .current
+        let signature = signer
+            .key
             .signer
             .sign(token.as_bytes())
             .context("signing an access token")?;
@@ -302,13 +422,17 @@ mod tests {
 
     const NOW: i64 = 1_800_000_000;
 
+    fn current(tokens: &AccessTokens) -> &SigningKey {
+        &tokens.current.as_ref().unwrap().key
+    }
+
     fn tokens() -> AccessTokens {
         AccessTokens::from_pem(&generate_ed25519_pem().unwrap(), None, "iss", "aud").unwrap()
     }
 
     /// A token with any header and claims, signed by `key` (to forge variants).
     fn sign(tokens: &AccessTokens, header: &Header, claims: &serde_json::Value) -> String {
-        jsonwebtoken::encode(header, claims, &tokens.current.encoding).unwrap()
+        jsonwebtoken::encode(header, claims, &current(tokens).encoding).unwrap()
     }
 
     fn claims() -> serde_json::Value {
@@ -320,7 +444,7 @@ mod tests {
 
     fn header(tokens: &AccessTokens) -> Header {
         let mut header = Header::new(Algorithm::EdDSA);
-        header.kid = Some(tokens.current.kid.clone());
+        header.kid = Some(current(tokens).public.kid.clone());
         header
     }
 
@@ -339,7 +463,7 @@ mod tests {
             typ: ACCESS.into(),
         };
         let expected =
-            jsonwebtoken::encode(&header(&tokens), &claims, &tokens.current.encoding).unwrap();
+            jsonwebtoken::encode(&header(&tokens), &claims, &current(&tokens).encoding).unwrap();
         assert_eq!(issued, expected);
     }
 
@@ -380,7 +504,7 @@ mod tests {
         let payload = valid.split('.').nth(1).unwrap();
         let none_header = URL_SAFE_NO_PAD.encode(format!(
             r#"{{"alg":"none","typ":"JWT","kid":"{}"}}"#,
-            tokens.current.kid
+            current(&tokens).public.kid
         ));
         assert!(
             tokens
@@ -392,9 +516,12 @@ mod tests {
     #[test]
     fn an_hmac_token_keyed_with_the_public_key_is_refused() {
         let tokens = tokens();
-        let public = tokens.current.jwk["x"].as_str().unwrap().to_owned();
+        let public = current(&tokens).public.jwk["x"]
+            .as_str()
+            .unwrap()
+            .to_owned();
         let mut header = Header::new(Algorithm::HS256);
-        header.kid = Some(tokens.current.kid.clone());
+        header.kid = Some(current(&tokens).public.kid.clone());
         let forged = jsonwebtoken::encode(
             &header,
             &claims(),
@@ -461,5 +588,63 @@ mod tests {
             jsonwebtoken::decode_header(&token).unwrap().alg,
             Algorithm::ES256
         );
+    }
+
+    // Keys written by `openssl genpkey` and their `openssl pkey -pubout` halves (test keys).
+    const ED25519_PRIVATE: &str = "-----BEGIN PRIVATE KEY-----
+MC4CAQAwBQYDK2VwBCIEIAhnyxESKjHQMtZ5Jc1TKTIni5dhCvLuoWo1KpgC62qj
+-----END PRIVATE KEY-----
+";
+    const ED25519_PUBLIC: &str = "-----BEGIN PUBLIC KEY-----
+MCowBQYDK2VwAyEAQga9YNUKNQN73rqHEx0E/KqBpjuJUPQCgm84zxsO6xw=
+-----END PUBLIC KEY-----
+";
+    const P256_PRIVATE: &str = "-----BEGIN PRIVATE KEY-----
+MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgtJiC+26D0YHPyxti
+WdJafv4jbpAJbF1xx+pNXyjGTKChRANCAATwth8675PXtFSWGsNWjSIZu+DcUUaZ
+hWCYncLwZ9wWnHT1Ih/R1zsfHX+xqGcSMt3tk3AUypxnW3p1T7Qm+pF5
+-----END PRIVATE KEY-----
+";
+    const P256_PUBLIC: &str = "-----BEGIN PUBLIC KEY-----
+MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE8LYfOu+T17RUlhrDVo0iGbvg3FFG
+mYVgmJ3C8GfcFpx09SIf0dc7Hx1/sahnEjLd7ZNwFMqcZ1t6dU+0JvqReQ==
+-----END PUBLIC KEY-----
+";
+
+    #[test]
+    fn a_verifier_from_openssl_public_keys_accepts_what_the_private_keys_sign() {
+        for (private, public) in [
+            (ED25519_PRIVATE, ED25519_PUBLIC),
+            (P256_PRIVATE, P256_PUBLIC),
+        ] {
+            let signer = AccessTokens::from_pem(private, None, "iss", "aud").unwrap();
+            let verifier = AccessTokens::verify_only(public, "iss", "aud").unwrap();
+            let token = signer.issue("u", "s", NOW, NOW + 900).unwrap();
+            assert_eq!(verifier.verify(&token, NOW).unwrap().sid, "s");
+            assert_eq!(signer.public_pem().unwrap(), public);
+            assert_eq!(verifier.jwks(), signer.jwks());
+        }
+    }
+
+    #[test]
+    fn a_verify_only_holder_cannot_issue_tokens() {
+        let verifier = AccessTokens::verify_only(ED25519_PUBLIC, "iss", "aud").unwrap();
+        assert!(verifier.issue("u", "s", NOW, NOW + 900).is_err());
+        assert!(verifier.public_pem().is_none());
+    }
+
+    #[test]
+    fn every_public_key_of_a_rotation_verifies() {
+        let both = format!("{P256_PUBLIC}{ED25519_PUBLIC}");
+        let verifier = AccessTokens::verify_only(&both, "iss", "aud").unwrap();
+        for private in [ED25519_PRIVATE, P256_PRIVATE] {
+            let token = AccessTokens::from_pem(private, None, "iss", "aud")
+                .unwrap()
+                .issue("u", "s", NOW, NOW + 900)
+                .unwrap();
+            assert!(verifier.verify(&token, NOW).is_ok());
+        }
+        assert!(AccessTokens::verify_only("no key here", "iss", "aud").is_err());
+        assert!(AccessTokens::verify_only(ED25519_PRIVATE, "iss", "aud").is_err());
     }
 }

@@ -8,9 +8,9 @@ use serde::Serialize;
 use crate::app::App;
 use crate::history::{self, Entry};
 use crate::http::{ApiRequest, ApiResponse, Problem};
-use crate::records::keys;
-use crate::session::{self, Principal, Session, authenticate, unauthorized};
-use crate::store::{Cond, MAX_TRANSACTION_WRITES, Query, Write};
+use crate::records::{SessionEpoch, User, attr, keys};
+use crate::session::{self, Session, SignedIn, signed_in};
+use crate::store::{Cond, Key, Query, Write};
 
 #[derive(Serialize)]
 struct TwoStep {
@@ -33,7 +33,7 @@ struct AccountView {
 
 /// `GET /v1/account`: the session check and the account read share one round trip.
 pub async fn get_account(app: &App, request: &ApiRequest) -> Result<ApiResponse, Problem> {
-    let (_, user, _) = session::signed_in(app, request, None).await?;
+    let SignedIn { user, .. } = signed_in(app, request, None).await?;
     let view = AccountView {
         id: user.id,
         email: user.email,
@@ -51,24 +51,49 @@ pub async fn get_account(app: &App, request: &ApiRequest) -> Result<ApiResponse,
     Ok(crate::http::json(StatusCode::OK, &view))
 }
 
-/// Every live session of the account, in one query that also proves the caller's own
-/// session is still live (so no separate session check is needed).
-async fn live_sessions(
-    app: &App,
-    request: &ApiRequest,
-) -> Result<(Principal, Vec<Session>), Problem> {
-    let principal = session::bearer(app, request)?;
-    let now = app.now();
-    let sessions: Vec<Session> = session::stored(app, &principal.user_id)
-        .await?
-        .iter()
-        .filter_map(Session::from_item)
-        .filter(|s| s.is_alive(&app.config.sessions, now))
-        .collect();
-    if !sessions.iter().any(|s| s.id == principal.session_id) {
-        return Err(unauthorized());
+const DEFAULT_PAGE: usize = 50;
+const MAX_PAGE: usize = 200;
+
+/// One page of a list: how many entries, and after which sort key (from `cursor`).
+struct PageRequest {
+    limit: usize,
+    after: Option<String>,
+}
+
+/// Reads `limit` (1 to 200, 50 by default) and `cursor` (opaque; only a sort key with
+/// `prefix` is one of ours) from the query string.
+fn page_request(request: &ApiRequest, prefix: &str) -> Result<PageRequest, Problem> {
+    let limit = match request.query_param("limit") {
+        None => DEFAULT_PAGE,
+        Some(text) => text
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=MAX_PAGE).contains(n))
+            .ok_or_else(|| Problem::invalid_request("limit must be a number from 1 to 200."))?,
+    };
+    let after = match request.query_param("cursor") {
+        None => None,
+        Some(cursor) => Some(
+            history::sort_key_of(&cursor, prefix)
+                .ok_or_else(|| Problem::invalid_request("cursor is not valid."))?,
+        ),
+    };
+    Ok(PageRequest { limit, after })
+}
+
+/// A JSON list with a `Link` header to the next page when there is one.
+fn paged(path: &str, limit: usize, entries: &impl Serialize, next: Option<Key>) -> ApiResponse {
+    let mut response = crate::http::json(StatusCode::OK, entries);
+    if let Some(next) = next {
+        let link = format!(
+            "<{path}?limit={limit}&cursor={}>; rel=\"next\"",
+            history::cursor_of(&next)
+        );
+        if let Ok(value) = HeaderValue::from_str(&link) {
+            response.headers_mut().insert(LINK, value);
+        }
     }
-    Ok((principal, sessions))
+    response
 }
 
 #[derive(Serialize)]
@@ -82,12 +107,36 @@ struct SessionView {
     current: bool,
 }
 
-/// `GET /v1/account/sessions`: newest first.
+/// `GET /v1/account/sessions?limit=50&cursor=...`: the valid sessions, newest first (a
+/// session id begins with its creation time), in pages. The caller's check and the page
+/// are read in parallel.
 pub async fn list_sessions(app: &App, request: &ApiRequest) -> Result<ApiResponse, Problem> {
-    let (principal, mut sessions) = live_sessions(app, request).await?;
-    sessions.sort_by_key(|s| std::cmp::Reverse(s.created_at));
-    let views: Vec<SessionView> = sessions
-        .into_iter()
+    let principal = session::bearer(app, request)?;
+    let page = match page_request(request, keys::SESSION_PREFIX) {
+        Ok(page) => page,
+        Err(problem) => {
+            // A revoked session is told so before anything about its request.
+            signed_in(app, request, None).await?;
+            return Err(problem);
+        }
+    };
+    let partition = keys::user_partition(&principal.user_id);
+    let query = Query::partition(partition.clone())
+        .prefix(keys::SESSION_PREFIX)
+        .descending()
+        .limit(page.limit)
+        .after(page.after.map(|sk| Key::new(partition, sk)));
+    let (caller, stored) = tokio::join!(signed_in(app, request, None), app.store.query(&query));
+    let SignedIn {
+        principal, user, ..
+    } = caller?;
+    let stored = stored?;
+    let now = app.now();
+    let views: Vec<SessionView> = stored
+        .items
+        .iter()
+        .filter_map(Session::from_item)
+        .filter(|s| s.is_valid(&user.sessions, &app.config.sessions, now))
         .map(|s| SessionView {
             current: s.id == principal.session_id,
             created_at: crate::clock::rfc3339(s.created_at),
@@ -98,103 +147,109 @@ pub async fn list_sessions(app: &App, request: &ApiRequest) -> Result<ApiRespons
             remember_me: s.remember_me,
         })
         .collect();
-    Ok(crate::http::json(StatusCode::OK, &views))
+    Ok(paged(
+        "/v1/account/sessions",
+        page.limit,
+        &views,
+        stored.next,
+    ))
 }
 
-/// `DELETE /v1/account/sessions/{id}`: one transaction checks the caller's session and
-/// deletes the target, which must exist.
+/// Whether `id` can be a session id of ours (a UUID in its hyphenated form): anything
+/// else names no session and is never used in a key.
+fn is_session_id(id: &str) -> bool {
+    id.len() == 36 && uuid::Uuid::try_parse(id).is_ok()
+}
+
+fn no_such_session() -> Problem {
+    Problem::new(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        "There is no such session.",
+    )
+}
+
+/// `DELETE /v1/account/sessions/{id}`: ends one session of the caller's account, which
+/// must be valid (a session already ended by the account's epoch is not found).
 pub async fn revoke_session(
     app: &App,
     request: &ApiRequest,
     target: &str,
 ) -> Result<ApiResponse, Problem> {
-    let principal = session::bearer(app, request)?;
-    let caller = principal.session_key();
-    let target_key = keys::session(&principal.user_id, target);
-    let mut writes = vec![Write::delete(target_key.clone()).when(Cond::ItemExists)];
-    if target_key != caller {
-        writes.push(Write::check(
-            caller,
-            session::alive(&app.config.sessions, app.now()),
-        ));
+    let SignedIn { user, .. } = signed_in(app, request, None).await?;
+    if !is_session_id(target) {
+        return Err(no_such_session());
     }
-    match app.store.transact(writes).await {
-        Ok(()) => Ok(crate::http::no_content()),
-        Err(e) if e.failed_at(1).is_some() => Err(unauthorized()),
-        Err(e) if e.failed_at(0).is_some() => Err(Problem::new(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            "There is no such session.",
-        )),
-        Err(e) => Err(anyhow::Error::from(e).context("ending a session").into()),
+    let admitted = if user.sessions.kept_session.as_deref() == Some(target) {
+        Cond::ItemExists
+    } else {
+        Cond::ItemExists.and(Cond::ge(attr::EPOCH, user.sessions.epoch))
+    };
+    let key = keys::session(&user.id, target);
+    match app.store.write(Write::delete(key).when(admitted)).await {
+        Ok(_) => Ok(crate::http::no_content()),
+        Err(crate::store::WriteError::ConditionFailed { .. }) => Err(no_such_session()),
+        Err(crate::store::WriteError::Unexpected(e)) => Err(e.context("ending a session").into()),
     }
 }
 
-/// `POST /v1/account/sessions/revoke-others`: ends every session but the caller's.
+/// `POST /v1/account/sessions/revoke-others`: ends every session but the caller's, in
+/// one write on the account whatever their number.
 pub async fn revoke_other_sessions(
     app: &App,
     request: &ApiRequest,
 ) -> Result<ApiResponse, Problem> {
-    let (principal, sessions) = live_sessions(app, request).await?;
-    let others: Vec<Write> = sessions
-        .iter()
-        .filter(|s| s.id != principal.session_id)
-        .map(|s| Write::delete(keys::session(&s.user_id, &s.id)))
-        .collect();
-    end_sessions(app, others).await?;
+    let SignedIn {
+        user, principal, ..
+    } = signed_in(app, request, None).await?;
+    app.store
+        .write(end_other_sessions(&user, &principal.session_id))
+        .await
+        .map_err(|e| anyhow::Error::from(e).context("ending the other sessions"))?;
     Ok(crate::http::no_content())
 }
 
-/// Deletes sessions in as few transactions as the store allows.
-pub async fn end_sessions(app: &App, deletes: Vec<Write>) -> anyhow::Result<()> {
-    for chunk in deletes.chunks(MAX_TRANSACTION_WRITES) {
-        app.store
-            .transact(chunk.to_vec())
-            .await
-            .map_err(|e| anyhow::Error::from(e).context("ending sessions"))?;
-    }
-    Ok(())
+/// The write that ends every session of `user` but `keep`.
+fn end_other_sessions(user: &User, keep: &str) -> Write {
+    Write::update(keys::user(&user.id), SessionEpoch::end_all(Some(keep))).when(Cond::ItemExists)
 }
-
-const DEFAULT_HISTORY_PAGE: usize = 50;
-const MAX_HISTORY_PAGE: usize = 200;
 
 /// `GET /v1/account/login-history?limit=50&cursor=...`: newest first; a `Link` header
 /// with `rel="next"` points at the next page when there is one.
 pub async fn login_history(app: &App, request: &ApiRequest) -> Result<ApiResponse, Problem> {
-    let limit = match request.query_param("limit") {
-        None => DEFAULT_HISTORY_PAGE,
-        Some(text) => text
-            .parse::<usize>()
-            .ok()
-            .filter(|n| (1..=MAX_HISTORY_PAGE).contains(n))
-            .ok_or_else(|| Problem::invalid_request("limit must be a number from 1 to 200."))?,
-    };
-    let after = match request.query_param("cursor") {
-        None => None,
-        Some(cursor) => Some(
-            history::sort_key_of(&cursor)
-                .ok_or_else(|| Problem::invalid_request("cursor is not valid."))?,
-        ),
-    };
-    let principal = authenticate(app, request).await?;
+    let SignedIn { principal, .. } = signed_in(app, request, None).await?;
+    let page = page_request(request, keys::HISTORY_PREFIX)?;
     let partition = keys::user_partition(&principal.user_id);
     let query = Query::partition(partition.clone())
         .prefix(keys::HISTORY_PREFIX)
         .descending()
-        .limit(limit)
-        .after(after.map(|sk| crate::store::Key::new(partition.clone(), sk)));
-    let page = app.store.query(&query).await?;
-    let entries: Vec<Entry> = page.items.iter().map(Entry::from_item).collect();
-    let mut response = crate::http::json(StatusCode::OK, &entries);
-    if let Some(next) = page.next {
-        let link = format!(
-            "</v1/account/login-history?limit={limit}&cursor={}>; rel=\"next\"",
-            history::cursor_of(&next)
-        );
-        if let Ok(value) = HeaderValue::from_str(&link) {
-            response.headers_mut().insert(LINK, value);
+        .limit(page.limit)
+        .after(page.after.map(|sk| Key::new(partition, sk)));
+    let stored = app.store.query(&query).await?;
+    let entries: Vec<Entry> = stored.items.iter().map(Entry::from_item).collect();
+    Ok(paged(
+        "/v1/account/login-history",
+        page.limit,
+        &entries,
+        stored.next,
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_hyphenated_uuids_are_session_ids() {
+        assert!(is_session_id("01939d2e-8a4b-7cc1-9d5e-3f6a7b8c9d0e"));
+        for other in [
+            "",
+            "abc",
+            "01939d2e8a4b7cc19d5e3f6a7b8c9d0e",
+            "{01939d2e-8a4b-7cc1-9d5e-3f6a7b8c9d0e}",
+            &"a".repeat(2_000),
+        ] {
+            assert!(!is_session_id(other), "{other}");
         }
     }
-    Ok(response)
 }

@@ -34,21 +34,28 @@ impl App {
         clock: Arc<dyn Clock>,
     ) -> anyhow::Result<App> {
         let passwords = PasswordHasher::new(config.password_hashing)?;
-        let signing_key = match &config.jwt_signing_key {
-            Some(pem) => pem.clone(),
-            None => {
+        let tokens = match (&config.jwt_signing_key, &config.jwt_verification_keys) {
+            (Some(pem), _) => AccessTokens::from_pem(
+                pem.expose(),
+                config.jwt_previous_signing_key.as_ref().map(|k| k.expose()),
+                &config.jwt_issuer,
+                &config.jwt_audience,
+            )?,
+            (None, Some(public)) => {
+                AccessTokens::verify_only(public, &config.jwt_issuer, &config.jwt_audience)?
+            }
+            (None, None) => {
                 tracing::debug!(
                     "no JWT_SIGNING_KEY: signing with a key generated for this process"
                 );
-                crate::secret::Secret::new(generate_ed25519_pem()?)
+                AccessTokens::from_pem(
+                    &generate_ed25519_pem()?,
+                    None,
+                    &config.jwt_issuer,
+                    &config.jwt_audience,
+                )?
             }
         };
-        let tokens = AccessTokens::from_pem(
-            signing_key.expose(),
-            config.jwt_previous_signing_key.as_ref().map(|k| k.expose()),
-            &config.jwt_issuer,
-            &config.jwt_audience,
-        )?;
         let totp_keys = TotpKeys::new(
             match &config.totp_encryption_key {
                 Some(key) => TotpKey::from_base64(key.expose())?,

@@ -30,6 +30,10 @@ pub struct Config {
     pub jwt_signing_key: Option<Secret>,
     /// The key used before the last rotation: still accepted and published.
     pub jwt_previous_signing_key: Option<Secret>,
+    /// PEM public keys (`-----BEGIN PUBLIC KEY-----`, the current one first) of the
+    /// functions that check access tokens without issuing them; they never see the
+    /// private key. In AWS read from SSM at cold start.
+    pub jwt_verification_keys: Option<String>,
     /// The `iss` of access tokens.
     pub jwt_issuer: String,
     /// The `aud` of access tokens.
@@ -56,6 +60,9 @@ pub struct SessionLimits {
     pub remember_me: i64,
     /// ...or after this long without a token refresh.
     pub remember_me_idle: i64,
+    /// The most valid sessions an account keeps: a login beyond it ends the least
+    /// recently used one.
+    pub max_per_account: usize,
 }
 
 /// Rate limits per client IP.
@@ -185,7 +192,14 @@ impl Config {
             session: minutes(60) * env.number("SESSION_HOURS", 12),
             remember_me: minutes(60 * 24) * env.number("REMEMBER_ME_DAYS", 30),
             remember_me_idle: minutes(60 * 24) * env.number("REMEMBER_ME_IDLE_DAYS", 7),
+            max_per_account: env.number("MAX_SESSIONS_PER_ACCOUNT", 50),
         };
+        // A login ends at most this many sessions in its transaction (which also holds
+        // the new session and its other writes).
+        if !(1..=90).contains(&sessions.max_per_account) {
+            env.problems
+                .push("MAX_SESSIONS_PER_ACCOUNT must be from 1 to 90".into());
+        }
         if [
             sessions.access_token,
             sessions.session,
@@ -205,6 +219,7 @@ impl Config {
         }
         let jwt_signing_key = env.optional("JWT_SIGNING_KEY").map(Secret::new);
         let jwt_previous_signing_key = env.optional("JWT_PREVIOUS_SIGNING_KEY").map(Secret::new);
+        let jwt_verification_keys = env.optional("JWT_VERIFICATION_KEYS");
         let jwt_issuer = env
             .optional("JWT_ISSUER")
             .unwrap_or_else(|| app_base_url.to_string());
@@ -230,6 +245,7 @@ impl Config {
                 sessions,
                 jwt_signing_key,
                 jwt_previous_signing_key,
+                jwt_verification_keys,
                 jwt_issuer,
                 jwt_audience,
                 totp_encryption_key,

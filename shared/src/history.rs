@@ -30,8 +30,18 @@ impl Outcome {
     }
 }
 
-/// The entry for one attempt, as a write to add to the attempt's other writes.
-pub fn entry(user_id: &str, client: &Client, now: i64, outcome: Outcome, method: &str) -> Write {
+/// The method of an attempt that checked a password.
+pub const PASSWORD: &str = "password";
+
+/// The entry for one attempt, as a write to add to the attempt's other writes. `method`
+/// is `password` or a second factor's name: never text from a request.
+pub fn entry(
+    user_id: &str,
+    client: &Client,
+    now: i64,
+    outcome: Outcome,
+    method: &'static str,
+) -> Write {
     let key = keys::history(user_id, now, &tie_breaker());
     Write::put(schema::index_expiry(
         Item::new(&key)
@@ -83,9 +93,18 @@ pub fn cursor_of(key: &Key) -> String {
     URL_SAFE_NO_PAD.encode(key.sk.as_bytes())
 }
 
-/// The sort key inside a cursor, if it is one of ours.
-pub fn sort_key_of(cursor: &str) -> Option<String> {
+/// The longest cursor of ours: the base64 of a sort key (history's are 49 characters,
+/// sessions' 44), with room to spare and far below DynamoDB's key limit.
+const MAX_CURSOR_CHARS: usize = 256;
+
+/// The sort key inside a cursor, if it is one of ours for a list whose keys start with
+/// `prefix`.
+pub fn sort_key_of(cursor: &str, prefix: &str) -> Option<String> {
+    if cursor.len() > MAX_CURSOR_CHARS {
+        return None;
+    }
     let bytes = URL_SAFE_NO_PAD.decode(cursor).ok()?;
     let sk = String::from_utf8(bytes).ok()?;
-    sk.starts_with(keys::HISTORY_PREFIX).then_some(sk)
+    let printable = sk.bytes().all(|b| b.is_ascii_graphic());
+    (sk.starts_with(prefix) && printable).then_some(sk)
 }

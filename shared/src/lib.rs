@@ -24,6 +24,7 @@ pub mod mail;
 pub mod notify;
 pub mod password;
 pub mod rate_limit;
+pub mod reauthentication;
 pub mod records;
 pub mod recovery;
 pub mod recovery_link;

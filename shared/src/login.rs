@@ -2,6 +2,7 @@
 //! sequential store round trips, the same answer and the same work for unknown logins
 //! and wrong passwords, and the per-account and per-IP back-off.
 
+use anyhow::Context;
 use http::StatusCode;
 use serde::Deserialize;
 
@@ -9,13 +10,13 @@ use crate::app::App;
 use crate::email::EmailAddress;
 use crate::history::{self, Outcome};
 use crate::http::{ApiRequest, ApiResponse, Client, Problem};
-use crate::lockout;
+use crate::lockout::{self, Claim, Counter};
 use crate::password::{PasswordHash, Verdict};
 use crate::rate_limit::RateLimit;
-use crate::records::{User, attr, keys};
+use crate::records::{SessionEpoch, User, attr, keys};
 use crate::secret::Secret;
-use crate::session::NewSession;
-use crate::store::{Change, Cond, Item, Key, Write, WriteError};
+use crate::session::{self, NewSession};
+use crate::store::{Change, Cond, Item, Key, MAX_TRANSACTION_WRITES, Page, Write};
 use crate::two_step::{self, Challenge, Factor, PresentedChallenge};
 use crate::username::Username;
 
@@ -100,12 +101,33 @@ fn failures_per_ip(app: &App) -> RateLimit {
     )
 }
 
-/// The account a login attempt is about, and the back-off counter it claimed.
+/// The back-off counter of a login. A known email has the account's address counter; a
+/// username has its own, so a public username cannot be locked to probe which email
+/// belongs to it; an unknown login has its own too, and locks exactly like a known one.
+/// None of them is the counter of second factors or signed-in password checks.
+fn counter_key(login: Option<&LoginId>, user_id: Option<&str>, typed: &str) -> Key {
+    match (login, user_id) {
+        (Some(LoginId::Email(_)), Some(user_id)) => Counter::Address { user_id }.key(),
+        (Some(login), _) => Counter::Login {
+            canonical: login.canonical(),
+        }
+        .key(),
+        (None, _) => {
+            let canonical: String = typed.trim().to_lowercase().chars().take(320).collect();
+            Counter::Login {
+                canonical: &canonical,
+            }
+            .key()
+        }
+    }
+}
+
+/// The account a login attempt is about, the counter it claimed, and the account's
+/// sessions (for the cap on them).
 struct Attempt {
     user: Option<User>,
-    lockout_key: Key,
-    /// The counter as the claim left it (its failures so far).
-    lockout: Option<Item>,
+    claim: Claim,
+    sessions: Vec<Item>,
 }
 
 /// `POST /v1/login`
@@ -141,8 +163,9 @@ pub async fn login(app: &App, request: &ApiRequest) -> Result<ApiResponse, Probl
         return Err(LoginError::RateLimited(retry_after).into());
     }
 
-    // Step 2: the account, and a claim on the login's back-off counter.
-    let attempt = match start_attempt(app, login.as_ref(), user_id.as_deref(), &body.login).await? {
+    // Step 2: the account and its sessions, and a claim on the login's back-off counter.
+    let counter = counter_key(login.as_ref(), user_id.as_deref(), &body.login);
+    let attempt = match start_attempt(app, counter, user_id.as_deref()).await? {
         Ok(attempt) => attempt,
         Err(retry_after) => {
             record_refusal(app, client, user_id.as_deref()).await?;
@@ -155,31 +178,33 @@ pub async fn login(app: &App, request: &ApiRequest) -> Result<ApiResponse, Probl
     let (user, needs_rehash) = match (attempt.user, verdict) {
         (Some(user), Verdict::Right { needs_rehash }) => (user, needs_rehash),
         (user, _) => {
-            let failures = lockout::failures(attempt.lockout.as_ref());
-            record_failure(app, request, user.as_ref(), attempt.lockout_key, failures).await?;
+            record_failure(app, request, user.as_ref(), &attempt.claim).await?;
             return Err(LoginError::InvalidCredentials.into());
         }
     };
     // Step 3: every other outcome ends the claim and takes the IP's count back.
     let mut writes = vec![ip_limit.uncount_write(ip_window)];
     if !user.email_verified {
-        writes.push(lockout::release(attempt.lockout_key, app.now()));
+        writes.push(attempt.claim.released(app.now()));
         app.store
             .transact(writes)
             .await
             .map_err(|e| anyhow::Error::from(e).context("ending a login attempt"))?;
         return Err(LoginError::EmailNotVerified.into());
     }
-    if needs_rehash {
-        writes.push(rehash(app, &user, &body.password).await?);
-    }
+    // The password checked must still be the account's: a reset or change meanwhile
+    // fails this transaction rather than let the attempt through.
+    let same_password = Cond::eq(attr::PASSWORD_HASH, user.password_hash.0.as_str());
 
     // With two-step verification: a challenge instead of a session. The back-off is
     // cleared only when the second factor passes too.
     if !two_step::methods(&user).is_empty() {
         let challenge = Challenge::start(app, &user, body.remember_me)?;
         writes.push(challenge.write());
-        writes.push(lockout::release(attempt.lockout_key, app.now()));
+        writes.push(attempt.claim.released(app.now()));
+        if needs_rehash {
+            writes.push(rehash(app, &user, &body.password, same_password).await?);
+        }
         app.store
             .transact(writes)
             .await
@@ -187,81 +212,88 @@ pub async fn login(app: &App, request: &ApiRequest) -> Result<ApiResponse, Probl
         return Ok(challenge.response(&user));
     }
 
-    // The session, the history entry and the cleared back-off in one transaction.
-    let session = NewSession::start(app, &user.id, client, body.remember_me)?;
+    // The session, the history entry and the cleared back-off in one transaction, under
+    // the condition that the account's password and session epoch are still the ones
+    // read: a session started as the password changes does not outlive the change.
+    let session = NewSession::start(app, &user, client, body.remember_me, history::PASSWORD)?;
+    let account_cond = same_password.and(session.account_cond(&user));
+    const ACCOUNT: usize = 1;
+    writes.push(if needs_rehash {
+        rehash(app, &user, &body.password, account_cond).await?
+    } else {
+        Write::check(keys::user(&user.id), account_cond)
+    });
     writes.extend([
         session.write(),
-        history::entry(&user.id, client, app.now(), Outcome::Success, "password"),
-        lockout::clear(attempt.lockout_key),
+        history::entry(
+            &user.id,
+            client,
+            app.now(),
+            Outcome::Success,
+            history::PASSWORD,
+        ),
+        attempt.claim.succeeded(),
     ]);
-    app.store
-        .transact(writes)
-        .await
-        .map_err(|e| anyhow::Error::from(e).context("starting a session"))?;
-    Ok(session.tokens(app)?.response())
+    let room = MAX_TRANSACTION_WRITES.saturating_sub(writes.len());
+    writes.extend(session::make_room(app, &user, &attempt.sessions, room));
+    match app.store.transact(writes).await {
+        Ok(()) => Ok(session.tokens(app)?.response()),
+        Err(e) if e.failed_at(ACCOUNT).is_some() => {
+            attempt.claim.release(app.store.as_ref(), app.now()).await;
+            Err(LoginError::InvalidCredentials.into())
+        }
+        Err(e) => Err(anyhow::Error::from(e).context("starting a session").into()),
+    }
 }
 
 /// A refused attempt on an existing account is recorded in its history.
 async fn record_refusal(app: &App, client: &Client, user_id: Option<&str>) -> anyhow::Result<()> {
     if let Some(user_id) = user_id {
-        let entry = history::entry(user_id, client, app.now(), Outcome::RateLimited, "password");
+        let entry = history::entry(
+            user_id,
+            client,
+            app.now(),
+            Outcome::RateLimited,
+            history::PASSWORD,
+        );
         app.store.write(entry).await?;
     }
     Ok(())
 }
 
-/// The back-off counter of a login. A known email shares the account's counter (with
-/// wrong codes and signed-in password checks); a username has its own, so a public
-/// username cannot be locked to probe which email belongs to it; an unknown login has
-/// its own too, and locks exactly like a known one.
-fn lockout_key(login: Option<&LoginId>, user_id: Option<&str>, typed: &str) -> Key {
-    match (login, user_id) {
-        (Some(LoginId::Email(_)), Some(user_id)) => keys::account_lockout(user_id),
-        (Some(login), _) => keys::login_lockout(login.canonical()),
-        (None, _) => keys::login_lockout(
-            &typed
-                .trim()
-                .to_lowercase()
-                .chars()
-                .take(320)
-                .collect::<String>(),
-        ),
-    }
-}
-
-/// Reads the account and claims the login's back-off counter, in parallel. `Err` is
-/// the wait when the login is locked.
+/// Reads the account and its sessions and claims the login's back-off counter, in
+/// parallel. `Err` is the wait when the login is locked.
 async fn start_attempt(
     app: &App,
-    login: Option<&LoginId>,
+    counter: Key,
     user_id: Option<&str>,
-    typed: &str,
 ) -> anyhow::Result<Result<Attempt, u64>> {
-    let lockout_key = lockout_key(login, user_id, typed);
     let user_read = async {
         match user_id {
             Some(user_id) => crate::accounts::find_by_id(app, user_id).await,
             None => Ok(None),
         }
     };
-    let now = app.now();
-    let (user, claimed) = tokio::join!(
-        user_read,
-        app.store.write(lockout::claim(lockout_key.clone(), now))
-    );
-    let lockout = match claimed {
-        Ok(item) => item,
-        // Locked after failures: wait out the back-off. Held by an attempt in flight:
-        // its outcome is a moment away.
-        Err(WriteError::ConditionFailed { current }) => {
-            return Ok(Err(lockout::refusal_wait(current.as_ref(), now)));
+    let sessions_read = async {
+        match user_id {
+            Some(user_id) => app.store.query(&session::sessions_query(user_id)).await,
+            None => Ok(Page::default()),
         }
-        Err(WriteError::Unexpected(e)) => return Err(e.context("claiming a login attempt")),
+    };
+    let now = app.now();
+    let (user, sessions, claimed) = tokio::join!(
+        user_read,
+        sessions_read,
+        app.store.write(lockout::claim_write(counter.clone(), now))
+    );
+    let claim = match Claim::judge(counter, now, claimed)? {
+        Ok(claim) => claim,
+        Err(wait) => return Ok(Err(wait)),
     };
     Ok(Ok(Attempt {
         user: user?,
-        lockout_key,
-        lockout,
+        claim,
+        sessions: sessions.context("reading an account's sessions")?.items,
     }))
 }
 
@@ -271,8 +303,7 @@ async fn record_failure(
     app: &App,
     request: &ApiRequest,
     user: Option<&User>,
-    lockout_key: Key,
-    failures_before: i64,
+    claim: &Claim,
 ) -> anyhow::Result<()> {
     let now = app.now();
     let history = async {
@@ -283,122 +314,133 @@ async fn record_failure(
                     &request.client,
                     now,
                     Outcome::BadPassword,
-                    "password",
+                    history::PASSWORD,
                 );
                 app.store.write(entry).await.map(|_| ())
             }
             None => Ok(()),
         }
     };
-    let (lockout, history) = tokio::join!(
-        app.store
-            .write(lockout::record_failure(lockout_key, failures_before, now)),
-        history,
-    );
+    let (lockout, history) = tokio::join!(app.store.write(claim.failed(now)), history);
     lockout.map_err(anyhow::Error::from)?;
     history.map_err(anyhow::Error::from)?;
     Ok(())
 }
 
-/// Re-hashes a password whose stored hash is weaker than the configured cost.
-async fn rehash(app: &App, user: &User, password: &Secret) -> anyhow::Result<Write> {
+/// Re-hashes a password whose stored hash is weaker than the configured cost, under
+/// `cond` (which must include that the stored hash is still the one verified).
+async fn rehash(app: &App, user: &User, password: &Secret, cond: Cond) -> anyhow::Result<Write> {
     let hash: PasswordHash = app.passwords.rehash(password).await?;
     Ok(Write::update(
         keys::user(&user.id),
         vec![Change::set(attr::PASSWORD_HASH, hash.0)],
     )
-    .when(Cond::eq(attr::PASSWORD_HASH, user.password_hash.0.as_str())))
+    .when(cond))
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct MfaRequest {
     mfa_token: Secret,
-    method: String,
+    method: Factor,
     code: Secret,
 }
 
 /// `POST /v1/login/mfa`: the second step of a login with two-step verification. One
-/// read (account, challenge, back-off), then one transaction that spends the
-/// challenge and the factor and starts the session.
+/// step reads the account, the challenge and the account's sessions and claims the
+/// account's second-factor counter, in parallel (so a burst across several challenges
+/// gets no more guesses than a patient attacker); then one transaction spends the
+/// challenge and the factor and starts the session, or the failure is recorded.
 pub async fn login_mfa(app: &App, request: &ApiRequest) -> Result<ApiResponse, Problem> {
     let body: MfaRequest = request.json()?;
     let presented = PresentedChallenge::parse(&body.mfa_token)?;
-    let (user_key, lockout_key) = (
-        keys::user(&presented.user_id),
-        keys::account_lockout(&presented.user_id),
+    let user_id = presented.user_id.clone();
+    let (user_key, challenge_key) = (keys::user(&user_id), presented.key());
+    let counter = two_step::counter(&user_id).key();
+    let now = app.now();
+    let wanted = [user_key.clone(), challenge_key.clone()];
+    let sessions_query = session::sessions_query(&user_id);
+    let (items, sessions, claimed) = tokio::join!(
+        app.store.get_many(&wanted),
+        app.store.query(&sessions_query),
+        app.store.write(lockout::claim_write(counter.clone(), now)),
     );
-    let challenge_key = presented.key();
-    let items = app
-        .store
-        .get_many(&[user_key.clone(), challenge_key.clone(), lockout_key.clone()])
-        .await?;
+    let claimed = Claim::judge(counter, now, claimed)?;
+    let items = items?;
     let find = |key: &Key| items.iter().find(|i| i.key().as_ref() == Some(key));
     let challenge = find(&challenge_key);
-    let user = find(&user_key)
-        .map(User::from_item)
-        .transpose()?
-        .ok_or_else(two_step::challenge_expired)?;
-    if !presented.usable(challenge, &user) {
-        return Err(two_step::challenge_expired());
-    }
+    let user = find(&user_key).map(User::from_item).transpose()?;
     let client = &request.client;
-    if let Some(seconds) = lockout::retry_after(find(&lockout_key), app.now()) {
-        let entry = history::entry(
-            &user.id,
-            client,
-            app.now(),
-            Outcome::RateLimited,
-            &body.method,
-        );
-        app.store.write(entry).await.map_err(anyhow::Error::from)?;
-        return Err(LoginError::RateLimited(seconds).into());
-    }
-    let factor = Factor::parse(&body.method)
-        .filter(|f| two_step::methods(&user).contains(f))
-        .ok_or_else(|| {
-            Problem::invalid_request("method must be one of the methods offered at login.")
-        })?;
-    let Some(spend) = two_step::verify_factor(app, &user, factor, &body.code).await? else {
-        let (attempt, wrong) = tokio::join!(
-            app.store.write(presented.count_attempt()),
-            two_step::record_wrong_factor(app, client, &user.id, factor, find(&lockout_key)),
-        );
-        // A challenge that vanished meanwhile is no error here: the code was wrong.
-        if let Err(crate::store::WriteError::Unexpected(e)) = attempt {
-            return Err(e.context("counting a wrong code").into());
+    let (user, claim) = match (user, claimed) {
+        (Some(user), claimed) if presented.usable(challenge, &user) => match claimed {
+            Ok(claim) => (user, claim),
+            Err(wait) => {
+                let entry = history::entry(
+                    &user.id,
+                    client,
+                    now,
+                    Outcome::RateLimited,
+                    body.method.name(),
+                );
+                app.store.write(entry).await.map_err(anyhow::Error::from)?;
+                return Err(LoginError::RateLimited(wait).into());
+            }
+        },
+        (_, claimed) => {
+            if let Ok(claim) = claimed {
+                claim.release(app.store.as_ref(), now).await;
+            }
+            return Err(two_step::challenge_expired());
         }
-        wrong?;
-        return Err(two_step::invalid_code());
+    };
+    let factor = body.method;
+    if !two_step::methods(&user).contains(&factor) {
+        claim.release(app.store.as_ref(), now).await;
+        return Err(Problem::invalid_request(
+            "method must be one of the methods offered at login.",
+        ));
+    }
+    let spend = match two_step::verify_factor(app, &user, factor, &body.code).await {
+        Ok(Some(spend)) => spend,
+        Ok(None) => {
+            let counted = Some(presented.count_attempt());
+            two_step::record_wrong_factor(app, request, &user.id, factor, &claim, counted).await?;
+            return Err(two_step::invalid_code());
+        }
+        Err(e) => {
+            claim.release(app.store.as_ref(), now).await;
+            return Err(e.into());
+        }
     };
     let remember_me = challenge
         .and_then(|c| c.bool(attr::REMEMBER_ME))
         .unwrap_or(false);
-    let session = NewSession::start(app, &user.id, client, remember_me)?;
-    let mut writes = vec![presented.spend()];
-    let spent_code = factor == Factor::BackupCode;
-    // The password must still be the one the challenge was started with.
+    let session = NewSession::start(app, &user, client, remember_me, factor.name())?;
+    // The password must still be the one the challenge was started with, and the
+    // sessions' epoch the one read.
     let same_password = Cond::eq(attr::PASSWORD_HASH, user.password_hash.0.as_str());
-    writes.push(
-        spend
-            .account_update(&user.id, Vec::new(), same_password.clone())
-            .unwrap_or_else(|| Write::check(keys::user(&user.id), same_password)),
-    );
-    writes.extend([
+    let account_cond = same_password.and(session.account_cond(&user));
+    let mut writes = vec![
+        presented.spend(),
+        spend.account_write(&user.id, Vec::new(), account_cond),
         session.write(),
         history::entry(&user.id, client, app.now(), Outcome::Success, factor.name()),
-        lockout::clear(lockout_key),
-    ]);
-    app.store.transact(writes).await.map_err(|e| match e {
+        claim.succeeded(),
+    ];
+    let room = MAX_TRANSACTION_WRITES.saturating_sub(writes.len());
+    let stored_sessions = sessions.context("reading an account's sessions")?.items;
+    writes.extend(session::make_room(app, &user, &stored_sessions, room));
+    let committed = app.store.transact(writes).await.map_err(|e| match e {
         e if e.failed_at(0).is_some() => two_step::challenge_expired(),
-        // The password changed meanwhile, or the factor was spent by a concurrent
-        // request (a replay).
+        // The password or the sessions changed meanwhile, or the factor was spent by a
+        // concurrent request (a replay).
         e if e.failed_at(1).is_some() => {
             let changed = e
                 .failed_at(1)
                 .and_then(|f| f.current.as_ref())
                 .is_none_or(|item| {
                     item.s(attr::PASSWORD_HASH) != Some(user.password_hash.0.as_str())
+                        || SessionEpoch::from_item(item) != user.sessions
                 });
             match changed {
                 true => two_step::challenge_expired(),
@@ -406,7 +448,12 @@ pub async fn login_mfa(app: &App, request: &ApiRequest) -> Result<ApiResponse, P
             }
         }
         e => Problem::from(anyhow::Error::from(e).context("completing a two-step login")),
-    })?;
+    });
+    if let Err(problem) = committed {
+        claim.release(app.store.as_ref(), app.now()).await;
+        return Err(problem);
+    }
+    let spent_code = factor == Factor::BackupCode;
     let remaining = user.backup_codes.len() - usize::from(spent_code);
     let mut tokens = serde_json::to_value(session.tokens(app)?)
         .map_err(|e| Problem::from(anyhow::Error::from(e)))?;

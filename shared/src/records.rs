@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::email::EmailAddress;
 use crate::password::PasswordHash;
-use crate::store::{Item, Key, Value, schema};
+use crate::store::{Change, Cond, Item, Key, Value, schema};
 
 /// Attribute names, in one place so readers and writers cannot drift apart.
 pub mod attr {
@@ -51,6 +51,15 @@ pub mod attr {
     pub const BACKUP_CODES: &str = "backup_codes";
     pub const ATTEMPTS: &str = "attempts";
     pub const PASSWORD_DIGEST: &str = "password_digest";
+    /// On an account: sessions of an earlier epoch have ended (one write ends them all).
+    pub const SESSION_EPOCH: &str = "session_epoch";
+    /// On an account: the one session that outlived the last epoch change (the caller
+    /// of "sign out other devices").
+    pub const KEPT_SESSION: &str = "kept_session";
+    /// On a session: the account's session epoch when it was created.
+    pub const EPOCH: &str = "epoch";
+    /// On a session: how its second step was passed (`password` when there was none).
+    pub const SECOND_FACTOR: &str = "second_factor";
 }
 
 /// Item keys.
@@ -102,8 +111,19 @@ pub mod keys {
         Key::new(format!("USER#{user_id}"), "LOCKOUT")
     }
 
-    /// The consecutive login failures of a login that has no account, so that unknown
-    /// logins lock exactly like known ones (no enumeration through `429`).
+    /// The consecutive wrong second factors of an account (codes, answers).
+    pub fn second_factor_lockout(user_id: &str) -> Key {
+        Key::new(format!("USER#{user_id}"), "LOCKOUT#FACTOR")
+    }
+
+    /// The consecutive wrong passwords of signed-in password checks on an account.
+    pub fn reauthentication_lockout(user_id: &str) -> Key {
+        Key::new(format!("USER#{user_id}"), "LOCKOUT#REAUTH")
+    }
+
+    /// The consecutive login failures of a username, or of a login that has no account
+    /// (so that unknown logins lock exactly like known ones: no enumeration through
+    /// `429`).
     pub fn login_lockout(canonical_login: &str) -> Key {
         Key::new(format!("LOGIN#{canonical_login}"), "LOCKOUT")
     }
@@ -189,6 +209,59 @@ pub struct User {
     pub totp: Option<TotpState>,
     /// Digests of the unused backup codes.
     pub backup_codes: BTreeSet<String>,
+    /// Which sessions are still valid (see [`SessionEpoch`]).
+    pub sessions: SessionEpoch,
+}
+
+/// Ends sessions in bulk with one write: a session is valid only while its epoch is at
+/// least the account's, or while it is the one session kept at the last change. A
+/// password change or reset, or "sign out other devices", moves the account's epoch on.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SessionEpoch {
+    pub epoch: i64,
+    pub kept_session: Option<String>,
+}
+
+impl SessionEpoch {
+    pub fn from_item(item: &Item) -> SessionEpoch {
+        SessionEpoch {
+            epoch: item.n(attr::SESSION_EPOCH).unwrap_or(0),
+            kept_session: item.s(attr::KEPT_SESSION).map(str::to_owned),
+        }
+    }
+
+    /// Whether a session of `epoch` named `session_id` is still valid.
+    pub fn admits(&self, session_id: &str, epoch: i64) -> bool {
+        epoch >= self.epoch || self.kept_session.as_deref() == Some(session_id)
+    }
+
+    /// The same rule as [`SessionEpoch::admits`], as a condition on the account item.
+    pub fn admits_cond(session_id: &str, epoch: i64) -> Cond {
+        Cond::attr_absent(attr::SESSION_EPOCH)
+            .or(Cond::le(attr::SESSION_EPOCH, epoch))
+            .or(Cond::eq(attr::KEPT_SESSION, session_id))
+    }
+
+    /// A condition that the account's epoch is still this one (a login checked against
+    /// it must not create a session that a concurrent change has already ended).
+    pub fn unchanged_cond(&self) -> Cond {
+        match self.epoch {
+            0 => Cond::attr_absent(attr::SESSION_EPOCH).or(Cond::eq(attr::SESSION_EPOCH, 0)),
+            epoch => Cond::eq(attr::SESSION_EPOCH, epoch),
+        }
+    }
+
+    /// The changes that end every session, or every session but `keep`: the epoch moves
+    /// on by an atomic add, so concurrent changes never undo one another.
+    pub fn end_all(keep: Option<&str>) -> Vec<Change> {
+        vec![
+            Change::add(attr::SESSION_EPOCH, 1),
+            match keep {
+                Some(session_id) => Change::set(attr::KEPT_SESSION, session_id),
+                None => Change::remove(attr::KEPT_SESSION),
+            },
+        ]
+    }
 }
 
 /// An enabled authenticator app, as stored.
@@ -241,6 +314,10 @@ impl User {
             item.set(attr::QUESTION_ID, answer.question_id.as_str())
                 .set(attr::ANSWER_HASH, answer.answer_hash.0.as_str());
         }
+        if self.sessions.epoch != 0 {
+            item.set(attr::SESSION_EPOCH, self.sessions.epoch);
+        }
+        item.set_opt(attr::KEPT_SESSION, self.sessions.kept_session.clone());
         if !self.email_verified {
             // Sparse index: only unverified accounts are in it, for the cleanup job.
             let index = schema::UNVERIFIED_BY_DAY;
@@ -281,6 +358,7 @@ impl User {
                 }),
                 _ => None,
             },
+            sessions: SessionEpoch::from_item(item),
         })
     }
 }

@@ -9,12 +9,14 @@ use crate::http::Problem;
 use crate::mail::messages::Message;
 use crate::records::{User, attr, keys};
 use crate::secret::{self, Token};
-use crate::store::{Cond, EXPIRES_AT, Item, Key, Write, WriteError};
+use crate::store::{Change, Cond, EXPIRES_AT, Item, Key, Write, WriteError};
 
 /// How long a link works.
 pub const VALID_SECONDS: i64 = 3_600;
 /// The least time between two links to one account.
 pub const COOLDOWN_SECONDS: i64 = 60;
+/// Wrong second factors a link survives (a reset of a two-step account needs one).
+pub const FACTOR_ATTEMPTS: i64 = 5;
 /// The record outlives its link by a day so that an expired link can be told apart
 /// from an unknown one; DynamoDB's TTL removes it after that.
 const KEPT_AFTER_EXPIRY_SECONDS: i64 = 24 * 3_600;
@@ -32,6 +34,15 @@ impl Purpose {
             Purpose::PasswordReset => keys::password_reset(user_id),
             Purpose::SecurityQuestionReset => keys::security_question_reset(user_id),
         }
+    }
+
+    /// The deletes that kill every outstanding recovery link of an account (a password
+    /// change or reset makes them all stop working).
+    pub fn kill_all(user_id: &str) -> [Write; 2] {
+        [
+            Write::delete(Purpose::PasswordReset.key(user_id)),
+            Write::delete(Purpose::SecurityQuestionReset.key(user_id)),
+        ]
     }
 
     /// The front-end page the link opens.
@@ -67,6 +78,7 @@ pub async fn issue_and_send(app: &App, user: &User, purpose: Purpose) -> anyhow:
         .with(attr::USER_ID, user.id.as_str())
         .with(attr::TOKEN_HASH, token.digest())
         .with(attr::SENT_AT, now)
+        .with(attr::ATTEMPTS, 0)
         .with(attr::VALID_UNTIL, now + VALID_SECONDS)
         .with(EXPIRES_AT, now + VALID_SECONDS + KEPT_AFTER_EXPIRY_SECONDS);
     let cooled_down = Cond::ItemAbsent.or(Cond::le(attr::SENT_AT, now - COOLDOWN_SECONDS));
@@ -131,7 +143,8 @@ impl Presented {
         let matches = record
             .s(attr::TOKEN_HASH)
             .is_some_and(|stored| secret::digests_match(stored, &self.digest));
-        if !matches {
+        let worn_out = record.n(attr::ATTEMPTS).unwrap_or(0) >= FACTOR_ATTEMPTS;
+        if !matches || worn_out {
             return Err(LinkError::Invalid);
         }
         if record.n(attr::VALID_UNTIL).is_none_or(|until| until <= now) {
@@ -141,10 +154,67 @@ impl Presented {
     }
 
     /// The write that spends the link: it succeeds once, and only while the link is
-    /// still the account's newest and unexpired.
+    /// still the account's newest, unexpired, and has not taken five wrong factors.
     pub fn spend(&self, purpose: Purpose, now: i64) -> Write {
         Write::delete(purpose.key(&self.user_id)).when(
-            Cond::eq(attr::TOKEN_HASH, self.digest.as_str()).and(Cond::gt(attr::VALID_UNTIL, now)),
+            Cond::eq(attr::TOKEN_HASH, self.digest.as_str())
+                .and(Cond::gt(attr::VALID_UNTIL, now))
+                .and(
+                    Cond::attr_absent(attr::ATTEMPTS).or(Cond::lt(attr::ATTEMPTS, FACTOR_ATTEMPTS)),
+                ),
         )
+    }
+
+    /// Counts a wrong second factor against the link: after five, it stops working.
+    pub fn count_wrong_factor(&self, purpose: Purpose) -> Write {
+        Write::update(
+            purpose.key(&self.user_id),
+            vec![Change::add(attr::ATTEMPTS, 1)],
+        )
+        .when(Cond::eq(attr::TOKEN_HASH, self.digest.as_str()))
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn record(token: &Token, attempts: i64) -> Item {
+        Item::new(&keys::password_reset("u"))
+            .with(attr::TOKEN_HASH, token.digest())
+            .with(attr::ATTEMPTS, attempts)
+            .with(attr::VALID_UNTIL, 1_000 + VALID_SECONDS)
+    }
+
+    #[test]
+    fn a_link_works_until_it_expires_or_takes_five_wrong_factors() {
+        let token = Token::generate("u").unwrap();
+        let presented = Presented::parse(&token.expose()).unwrap();
+        assert_eq!(presented.check(Some(&record(&token, 0)), 1_000), Ok(()));
+        assert_eq!(presented.check(Some(&record(&token, 4)), 1_000), Ok(()));
+        assert_eq!(
+            presented.check(Some(&record(&token, FACTOR_ATTEMPTS)), 1_000),
+            Err(LinkError::Invalid)
+        );
+        assert_eq!(
+            presented.check(Some(&record(&token, 0)), 1_000 + VALID_SECONDS),
+            Err(LinkError::Expired)
+        );
+        let other = Token::generate("u").unwrap();
+        assert_eq!(
+            presented.check(Some(&record(&other, 0)), 1_000),
+            Err(LinkError::Invalid)
+        );
+    }
+
+    #[test]
+    fn spending_a_link_requires_it_to_be_unworn() {
+        let token = Token::generate("u").unwrap();
+        let presented = Presented::parse(&token.expose()).unwrap();
+        let spend = presented.spend(Purpose::PasswordReset, 1_000);
+        let cond = spend.cond().unwrap();
+        assert!(cond.holds_for(Some(&record(&token, 4))));
+        assert!(!cond.holds_for(Some(&record(&token, FACTOR_ATTEMPTS))));
     }
 }

@@ -146,6 +146,7 @@ async fn create_account(app: &App, account: NewAccount) -> Result<(), SignupErro
         security_question: None,
         totp: None,
         backup_codes: Default::default(),
+        sessions: Default::default(),
     };
     let pending = verification::Pending::issue(&user.id, now)?;
     const EMAIL_CLAIM: usize = 0;

@@ -8,12 +8,13 @@ use serde::{Deserialize, Serialize};
 use crate::app::App;
 use crate::backup_codes::BackupCodeSet;
 use crate::http::{ApiRequest, ApiResponse, Client, Problem};
+use crate::lockout::Claim;
 use crate::mail::messages::Message;
 use crate::notify::Occurrence;
+use crate::reauthentication;
 use crate::records::{User, attr, keys};
-use crate::recovery::check_password;
 use crate::secret::Secret;
-use crate::session::signed_in;
+use crate::session::{Session, SignedIn, signed_in};
 use crate::store::{Change, Cond, EXPIRES_AT, Item, Value, Write, WriteError};
 use crate::totp::{self, TotpSecret};
 use crate::two_step::{self, Factor};
@@ -49,29 +50,59 @@ struct SetupView {
     expires_in: i64,
 }
 
-/// `POST /v1/2fa/totp/setup`: a pending secret, valid 10 minutes until confirmed.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PasswordRequest {
+    current_password: Secret,
+}
+
+/// A session whose login's second step was the security question may use the account,
+/// but not change what proves it: an answer is often public or guessable, and must not
+/// lead to a new authenticator or fresh backup codes.
+fn require_strong_session(session: &Session) -> Result<(), Problem> {
+    if session.second_factor == Factor::SecurityQuestion.name() {
+        return Err(Problem::new(
+            StatusCode::FORBIDDEN,
+            "stronger_factor_required",
+            "Log in with your authenticator app or a backup code to change how you sign in.",
+        ));
+    }
+    Ok(())
+}
+
+/// `POST /v1/2fa/totp/setup`: a pending secret, valid 10 minutes until confirmed. The
+/// account password is checked first, so a stolen access token alone cannot enrol the
+/// thief's authenticator.
 pub async fn setup(app: &App, request: &ApiRequest) -> Result<ApiResponse, Problem> {
-    let (_, user, _) = signed_in(app, request, None).await?;
+    let SignedIn { user, session, .. } = signed_in(app, request, None).await?;
+    let body: PasswordRequest = request.json()?;
     if user.totp.is_some() {
         return Err(already_enabled());
     }
-    let secret = TotpSecret::generate()?;
-    let encrypted = app.totp_keys.encrypt(&secret, &user.id)?;
-    let pending = Item::new(&keys::totp_pending(&user.id))
-        .with(attr::TOTP_SECRET, encrypted)
-        .with(attr::ATTEMPTS, 0)
-        .with(EXPIRES_AT, app.now() + SETUP_SECONDS);
-    app.store
-        .write(Write::put(pending))
-        .await
-        .map_err(anyhow::Error::from)?;
-    let otpauth_url = totp::otpauth_url(&secret, &app.config.totp_issuer, &user.email);
-    let view = SetupView {
-        secret: secret.base32().expose().to_owned(),
-        qr_svg: totp::qr_svg(&otpauth_url)?,
-        otpauth_url,
-        expires_in: SETUP_SECONDS,
+    require_strong_session(&session)?;
+    let proven =
+        reauthentication::check_password(app, request, &user, &body.current_password).await?;
+    let started = async {
+        let secret = TotpSecret::generate()?;
+        let encrypted = app.totp_keys.encrypt(&secret, &user.id)?;
+        let pending = Item::new(&keys::totp_pending(&user.id))
+            .with(attr::TOTP_SECRET, encrypted)
+            .with(attr::ATTEMPTS, 0)
+            .with(EXPIRES_AT, app.now() + SETUP_SECONDS);
+        app.store
+            .transact(vec![Write::put(pending), proven.succeeded()])
+            .await
+            .map_err(|e| anyhow::Error::from(e).context("storing an authenticator setup"))?;
+        let otpauth_url = totp::otpauth_url(&secret, &app.config.totp_issuer, &user.email);
+        Ok(SetupView {
+            secret: secret.base32().expose().to_owned(),
+            qr_svg: totp::qr_svg(&otpauth_url)?,
+            otpauth_url,
+            expires_in: SETUP_SECONDS,
+        })
     };
+    let outcome = started.await;
+    let view = proven.finish(app, outcome).await?;
     Ok(crate::http::json(StatusCode::OK, &view))
 }
 
@@ -89,8 +120,12 @@ struct BackupCodesView {
 /// `POST /v1/2fa/totp/confirm`: the first code turns the app on and returns ten
 /// backup codes, shown this once. The confirming code's time step is marked used.
 pub async fn confirm(app: &App, request: &ApiRequest) -> Result<ApiResponse, Problem> {
+    let SignedIn {
+        user,
+        extra: pending,
+        ..
+    } = signed_in(app, request, Some(keys::totp_pending)).await?;
     let body: ConfirmRequest = request.json()?;
-    let (_, user, pending) = signed_in(app, request, Some(keys::totp_pending)).await?;
     let (user_key, pending_key) = (keys::user(&user.id), keys::totp_pending(&user.id));
     if user.totp.is_some() {
         return Err(already_enabled());
@@ -175,55 +210,60 @@ fn factor_of(code: &Secret) -> Factor {
     }
 }
 
-/// The signed-in owner of an account with two-step verification, once their password
-/// checked out (under the login back-off).
-async fn two_step_owner(
-    app: &App,
-    request: &ApiRequest,
-    password: &Secret,
-) -> Result<(User, Option<Item>), Problem> {
-    let (_, user, _) = signed_in(app, request, None).await?;
+/// `DELETE /v1/2fa/totp`: the password and a valid code turn two-step verification off
+/// (the backup codes go with it). The password is checked under the re-authentication
+/// counter, the code under the second-factor counter, each claimed before its check.
+pub async fn disable(app: &App, request: &ApiRequest) -> Result<ApiResponse, Problem> {
+    let SignedIn { user, .. } = signed_in(app, request, None).await?;
+    let body: DisableRequest = request.json()?;
     if user.totp.is_none() {
         return Err(not_enabled());
     }
-    let counter = check_password(app, request, &user, password).await?;
-    Ok((user, counter))
-}
-
-/// `DELETE /v1/2fa/totp`: the password and a valid code turn two-step verification off
-/// (the backup codes go with it).
-pub async fn disable(app: &App, request: &ApiRequest) -> Result<ApiResponse, Problem> {
-    let body: DisableRequest = request.json()?;
-    let (user, lockout) = two_step_owner(app, request, &body.current_password).await?;
-    let factor = factor_of(&body.code);
-    let Some(spend) = two_step::verify_factor(app, &user, factor, &body.code).await? else {
-        two_step::record_wrong_factor(app, &request.client, &user.id, factor, lockout.as_ref())
-            .await?;
-        return Err(two_step::invalid_code());
-    };
-    // The spend's changes touch attributes removed here; only its condition matters.
-    let mut cond = Cond::attr_exists(attr::TOTP_SECRET);
-    if let Some(spent) = spend.cond {
-        cond = cond.and(spent);
-    }
-    app.store
-        .write(
-            Write::update(
-                keys::user(&user.id),
-                vec![
-                    Change::remove(attr::TOTP_SECRET),
-                    Change::remove(attr::TOTP_LAST_STEP),
-                    Change::remove(attr::TOTP_ENABLED_AT),
-                    Change::remove(attr::BACKUP_CODES),
-                ],
-            )
-            .when(cond),
+    let proven =
+        reauthentication::check_password(app, request, &user, &body.current_password).await?;
+    let turned_off = async {
+        let factor = factor_of(&body.code);
+        let claim =
+            match Claim::take(app.store.as_ref(), two_step::counter(&user.id), app.now()).await? {
+                Ok(claim) => claim,
+                Err(wait) => return Err(Problem::rate_limited(wait)),
+            };
+        let Some(spend) = two_step::verify_factor(app, &user, factor, &body.code).await? else {
+            two_step::record_wrong_factor(app, request, &user.id, factor, &claim, None).await?;
+            return Err(two_step::invalid_code());
+        };
+        // The spend's changes touch attributes removed here; only its condition matters.
+        let mut cond = Cond::attr_exists(attr::TOTP_SECRET);
+        if let Some(spent) = spend.cond {
+            cond = cond.and(spent);
+        }
+        let off = Write::update(
+            keys::user(&user.id),
+            vec![
+                Change::remove(attr::TOTP_SECRET),
+                Change::remove(attr::TOTP_LAST_STEP),
+                Change::remove(attr::TOTP_ENABLED_AT),
+                Change::remove(attr::BACKUP_CODES),
+            ],
         )
-        .await
-        .map_err(|e| match e {
-            WriteError::ConditionFailed { .. } => two_step::invalid_code(),
-            WriteError::Unexpected(e) => e.context("turning two-step verification off").into(),
-        })?;
+        .when(cond);
+        let committed = app
+            .store
+            .transact(vec![off, proven.succeeded(), claim.succeeded()])
+            .await
+            .map_err(|e| match e {
+                e if e.failed_at(0).is_some() => two_step::invalid_code(),
+                e => Problem::from(
+                    anyhow::Error::from(e).context("turning two-step verification off"),
+                ),
+            });
+        if committed.is_err() {
+            claim.release(app.store.as_ref(), app.now()).await;
+        }
+        committed
+    };
+    let outcome = turned_off.await;
+    proven.finish(app, outcome).await?;
     notify(app, &request.client, &user, |seen, reset_url| {
         Message::TwoStepDisabled {
             when: seen.when,
@@ -236,36 +276,37 @@ pub async fn disable(app: &App, request: &ApiRequest) -> Result<ApiResponse, Pro
     Ok(crate::http::status(StatusCode::OK, "two_step_disabled"))
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RegenerateRequest {
-    current_password: Secret,
-}
-
 /// `POST /v1/2fa/backup-codes`: a new set of ten; the old set stops working.
 pub async fn regenerate_backup_codes(
     app: &App,
     request: &ApiRequest,
 ) -> Result<ApiResponse, Problem> {
-    let body: RegenerateRequest = request.json()?;
-    let (user, _) = two_step_owner(app, request, &body.current_password).await?;
+    let SignedIn { user, session, .. } = signed_in(app, request, None).await?;
+    let body: PasswordRequest = request.json()?;
+    if user.totp.is_none() {
+        return Err(not_enabled());
+    }
+    require_strong_session(&session)?;
+    let proven =
+        reauthentication::check_password(app, request, &user, &body.current_password).await?;
     let codes = BackupCodeSet::generate()?;
-    app.store
-        .write(
-            Write::update(
-                keys::user(&user.id),
-                vec![Change::set(
-                    attr::BACKUP_CODES,
-                    Value::Ss(codes.digests(&user.id)),
-                )],
-            )
-            .when(Cond::attr_exists(attr::TOTP_SECRET)),
-        )
+    let replaced = Write::update(
+        keys::user(&user.id),
+        vec![Change::set(
+            attr::BACKUP_CODES,
+            Value::Ss(codes.digests(&user.id)),
+        )],
+    )
+    .when(Cond::attr_exists(attr::TOTP_SECRET));
+    let outcome = app
+        .store
+        .transact(vec![replaced, proven.succeeded()])
         .await
         .map_err(|e| match e {
-            WriteError::ConditionFailed { .. } => not_enabled(),
-            WriteError::Unexpected(e) => e.context("replacing backup codes").into(),
-        })?;
+            e if e.failed_at(0).is_some() => not_enabled(),
+            e => Problem::from(anyhow::Error::from(e).context("replacing backup codes")),
+        });
+    proven.finish(app, outcome).await?;
     notify(app, &request.client, &user, |seen, reset_url| {
         Message::BackupCodesRegenerated {
             when: seen.when,

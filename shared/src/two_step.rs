@@ -7,8 +7,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::app::App;
 use crate::history::{self, Outcome};
-use crate::http::{ApiRequest, ApiResponse, Client, Problem};
-use crate::lockout;
+use crate::http::{ApiRequest, ApiResponse, Problem};
+use crate::lockout::{Claim, Counter};
 use crate::password::Verdict;
 use crate::records::{User, attr, keys};
 use crate::secret::{Secret, Token};
@@ -22,8 +22,10 @@ pub const CHALLENGE_ATTEMPTS: i64 = 5;
 /// Login warns when this few backup codes are left.
 pub const LOW_BACKUP_CODES: usize = 2;
 
-/// A second-factor method.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// A second-factor method, as requests name it (any other name is refused when the
+/// body is read, so only these names are ever stored).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Factor {
     Totp,
     BackupCode,
@@ -31,15 +33,6 @@ pub enum Factor {
 }
 
 impl Factor {
-    pub fn parse(name: &str) -> Option<Factor> {
-        match name {
-            "totp" => Some(Factor::Totp),
-            "backup_code" => Some(Factor::BackupCode),
-            "security_question" => Some(Factor::SecurityQuestion),
-            _ => None,
-        }
-    }
-
     pub fn name(self) -> &'static str {
         match self {
             Factor::Totp => "totp",
@@ -66,6 +59,16 @@ pub fn methods(user: &User) -> Vec<Factor> {
     methods
 }
 
+/// The methods that may authorise a change of what proves the account: every method but
+/// the security question, whose answers are often public or guessable. Empty when the
+/// account has no two-step verification.
+pub fn possession_methods(user: &User) -> Vec<Factor> {
+    methods(user)
+        .into_iter()
+        .filter(|f| *f != Factor::SecurityQuestion)
+        .collect()
+}
+
 fn method_names(methods: &[Factor]) -> Vec<&'static str> {
     methods.iter().map(|m| m.name()).collect()
 }
@@ -75,7 +78,7 @@ fn method_names(methods: &[Factor]) -> Vec<&'static str> {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FactorProof {
-    pub method: String,
+    pub method: Factor,
     pub code: Secret,
 }
 
@@ -102,6 +105,13 @@ impl FactorSpend {
             None => cond,
         };
         Some(Write::update(keys::user(user_id), changes).when(cond))
+    }
+
+    /// The account write that spends the factor under `cond`: its update, or a condition
+    /// check when the factor changes nothing.
+    pub fn account_write(self, user_id: &str, more: Vec<Change>, cond: Cond) -> Write {
+        self.account_update(user_id, more, cond.clone())
+            .unwrap_or_else(|| Write::check(keys::user(user_id), cond))
     }
 }
 
@@ -156,33 +166,49 @@ pub async fn verify_factor(
     }
 }
 
-/// A wrong factor counts against the account's back-off, like a wrong password, and
-/// is recorded in its login history.
+/// The account's second-factor counter.
+pub fn counter(user_id: &str) -> Counter<'_> {
+    Counter::SecondFactor { user_id }
+}
+
+/// A wrong factor is counted on the second-factor counter the attempt claimed and
+/// recorded in the login history, in parallel with `also` (the caller's own count of the
+/// attempt: a challenge's or an emailed link's).
 pub async fn record_wrong_factor(
     app: &App,
-    client: &Client,
+    request: &ApiRequest,
     user_id: &str,
     factor: Factor,
-    lockout_item: Option<&Item>,
+    claim: &Claim,
+    also: Option<Write>,
 ) -> anyhow::Result<()> {
     let now = app.now();
-    let failures = lockout::failures(lockout_item);
-    let (failure, entry) = tokio::join!(
-        app.store.write(lockout::record_failure(
-            keys::account_lockout(user_id),
-            failures,
-            now
-        )),
-        app.store.write(history::entry(
-            user_id,
-            client,
-            now,
-            Outcome::BadCode,
-            factor.name()
-        )),
+    let entry = history::entry(
+        user_id,
+        &request.client,
+        now,
+        Outcome::BadCode,
+        factor.name(),
+    );
+    let counted = async {
+        match also {
+            // What was counted may have vanished meanwhile (a challenge spent, a link
+            // replaced): the code was wrong all the same.
+            Some(write) => match app.store.write(write).await {
+                Ok(_) | Err(crate::store::WriteError::ConditionFailed { .. }) => Ok(()),
+                Err(crate::store::WriteError::Unexpected(e)) => Err(e),
+            },
+            None => Ok(()),
+        }
+    };
+    let (failure, recorded, counted) = tokio::join!(
+        app.store.write(claim.failed(now)),
+        app.store.write(entry),
+        counted
     );
     failure.map_err(anyhow::Error::from)?;
-    entry.map_err(anyhow::Error::from)?;
+    recorded.map_err(anyhow::Error::from)?;
+    counted.map_err(|e| e.context("counting a wrong code"))?;
     Ok(())
 }
 
@@ -194,43 +220,78 @@ pub fn invalid_code() -> Problem {
     )
 }
 
-fn unknown_method() -> Problem {
+fn unoffered_method() -> Problem {
     Problem::invalid_request("method must be one of the methods this account offers.")
 }
 
-/// Demands a valid second factor for a password reset when the account has two-step
-/// verification, under the login back-off: a stolen mailbox alone cannot take the
-/// account over. Returns what spends the factor (to commit with the reset).
-pub async fn require_for_reset(
+/// A second factor that checked out: what spends it, and the claim on the second-factor
+/// counter to clear in the caller's final transaction (`None` when the account needed
+/// no factor).
+#[derive(Debug, Default)]
+pub struct CheckedFactor {
+    pub spend: FactorSpend,
+    pub claim: Option<Claim>,
+}
+
+impl CheckedFactor {
+    /// The write that clears the counter, for the caller's final transaction.
+    pub fn succeeded(&self) -> Option<Write> {
+        self.claim.as_ref().map(Claim::succeeded)
+    }
+
+    /// Releases the claim when the caller's final step failed (nothing was committed).
+    pub async fn finish<T>(&self, app: &App, outcome: Result<T, Problem>) -> Result<T, Problem> {
+        if let (Err(_), Some(claim)) = (&outcome, &self.claim) {
+            claim.release(app.store.as_ref(), app.now()).await;
+        }
+        outcome
+    }
+}
+
+/// Demands one of `offered` (when there is any) from a person who holds an emailed link:
+/// `403 mfa_required` listing them without a factor, `401 invalid_code` when it is
+/// wrong. The check claims the account's second-factor counter first, so parallel
+/// requests get no extra guesses; `on_wrong` is the link's own count of wrong factors.
+pub async fn require_factor(
     app: &App,
     request: &ApiRequest,
     user: &User,
-    lockout_item: Option<&Item>,
+    offered: &[Factor],
     proof: Option<FactorProof>,
-) -> Result<FactorSpend, Problem> {
-    let offered = methods(user);
+    on_wrong: Write,
+) -> Result<CheckedFactor, Problem> {
     if offered.is_empty() {
-        return Ok(FactorSpend::default());
+        return Ok(CheckedFactor::default());
     }
     let Some(proof) = proof else {
         return Err(Problem::new(
             StatusCode::FORBIDDEN,
             "mfa_required",
-            "This account has two-step verification: give a second factor with the new password.",
+            "This account has two-step verification: give a second factor too.",
         )
-        .with_extra("methods", serde_json::json!(method_names(&offered))));
+        .with_extra("methods", serde_json::json!(method_names(offered))));
     };
-    if let Some(seconds) = lockout::retry_after(lockout_item, app.now()) {
-        return Err(Problem::rate_limited(seconds));
+    if !offered.contains(&proof.method) {
+        return Err(unoffered_method());
     }
-    let factor = Factor::parse(&proof.method)
-        .filter(|f| offered.contains(f))
-        .ok_or_else(unknown_method)?;
-    match verify_factor(app, user, factor, &proof.code).await? {
-        Some(spend) => Ok(spend),
-        None => {
-            record_wrong_factor(app, &request.client, &user.id, factor, lockout_item).await?;
+    let claim = match Claim::take(app.store.as_ref(), counter(&user.id), app.now()).await? {
+        Ok(claim) => claim,
+        Err(wait) => return Err(Problem::rate_limited(wait)),
+    };
+    let checked = verify_factor(app, user, proof.method, &proof.code).await;
+    match checked {
+        Ok(Some(spend)) => Ok(CheckedFactor {
+            spend,
+            claim: Some(claim),
+        }),
+        Ok(None) => {
+            record_wrong_factor(app, request, &user.id, proof.method, &claim, Some(on_wrong))
+                .await?;
             Err(invalid_code())
+        }
+        Err(e) => {
+            claim.release(app.store.as_ref(), app.now()).await;
+            Err(e.into())
         }
     }
 }
@@ -348,5 +409,61 @@ impl PresentedChallenge {
     pub fn count_attempt(&self) -> Write {
         Write::update(self.key(), vec![Change::add(attr::ATTEMPTS, 1)])
             .when(Cond::eq(attr::TOKEN_HASH, self.digest.as_str()))
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::password::PasswordHash;
+    use crate::records::{AccountType, SecurityAnswer, TotpState};
+
+    fn user(totp: bool, codes: bool, question: bool) -> User {
+        User {
+            id: "u".into(),
+            email: "a@example.com".into(),
+            email_canonical: "a@example.com".into(),
+            username: None,
+            username_canonical: None,
+            full_name: None,
+            account_type: AccountType::Client,
+            email_verified: true,
+            created_at: 0,
+            password_hash: PasswordHash("h".into()),
+            security_question: question.then(|| SecurityAnswer {
+                question_id: "first-pet".into(),
+                answer_hash: PasswordHash("a".into()),
+            }),
+            totp: totp.then(|| TotpState {
+                encrypted_secret: "s".into(),
+                last_step: None,
+            }),
+            backup_codes: if codes {
+                ["d".to_owned()].into()
+            } else {
+                Default::default()
+            },
+            sessions: Default::default(),
+        }
+    }
+
+    #[test]
+    fn the_question_is_offered_at_login_but_never_to_change_what_proves_the_account() {
+        let full = user(true, true, true);
+        use Factor::*;
+        assert_eq!(methods(&full), [Totp, BackupCode, SecurityQuestion]);
+        assert_eq!(possession_methods(&full), [Totp, BackupCode]);
+        // Without an authenticator app there is no two-step verification at all.
+        let question_only = user(false, false, true);
+        assert!(methods(&question_only).is_empty());
+        assert!(possession_methods(&question_only).is_empty());
+    }
+
+    #[test]
+    fn only_known_method_names_parse() {
+        let parsed: Factor = serde_json::from_str("\"backup_code\"").unwrap();
+        assert_eq!(parsed, Factor::BackupCode);
+        assert!(serde_json::from_str::<Factor>("\"sms; drop\"").is_err());
     }
 }

@@ -839,8 +839,14 @@ impl TestApp {
         .await
     }
 
+    /// `POST /v1/2fa/totp/setup` with the test password.
     pub async fn totp_setup(&self, access_token: &str) -> reqwest::Response {
-        self.send_authed(Method::POST, "/v1/2fa/totp/setup", access_token, None)
+        self.totp_setup_with(access_token, &json!({ "current_password": PASSWORD }))
+            .await
+    }
+
+    pub async fn totp_setup_with(&self, access_token: &str, body: &Value) -> reqwest::Response {
+        self.send_authed(Method::POST, "/v1/2fa/totp/setup", access_token, Some(body))
             .await
     }
 
@@ -906,4 +912,82 @@ fn base32_decode(text: &str) -> Option<Vec<u8>> {
         }
     }
     Some(out)
+}
+
+/// An account with a confirmed authenticator app ([`TestApp::enrolled`]). The clock is
+/// still in the step of the confirming code.
+pub struct Enrolled {
+    pub email: String,
+    pub tokens: Tokens,
+    pub secret: String,
+    pub backup_codes: Vec<String>,
+}
+
+/// The `backup_codes` of a response body.
+pub fn codes_of(body: &Value) -> Vec<String> {
+    body["backup_codes"]
+        .as_array()
+        .expect("a list of backup codes")
+        .iter()
+        .map(|c| c.as_str().expect("a code").to_owned())
+        .collect()
+}
+
+/// The `mfa_token` of a two-step challenge.
+pub fn mfa_token(asked: &Value) -> String {
+    asked["mfa_token"]
+        .as_str()
+        .expect("an mfa_token")
+        .to_owned()
+}
+
+/// Accounts with two-step verification, and their codes.
+impl TestApp {
+    /// A verified, signed-in account with a confirmed authenticator app.
+    pub async fn enrolled(&self) -> Enrolled {
+        let email = self.verified_account().await;
+        let tokens = self.log_in(&email, false).await;
+        let setup = assert::ok_json(self.totp_setup(&tokens.access_token).await).await;
+        let secret = setup["secret"].as_str().expect("a secret").to_owned();
+        let confirmed = assert::ok_json(
+            self.totp_confirm(&tokens.access_token, &self.totp_code(&secret, 0))
+                .await,
+        )
+        .await;
+        Enrolled {
+            email,
+            tokens,
+            secret,
+            backup_codes: codes_of(&confirmed),
+        }
+    }
+
+    /// Moves to the next time step and returns its code: a code never used before.
+    pub fn fresh_code(&self, secret: &str) -> String {
+        self.clock.advance(accounts::totp::STEP_SECONDS);
+        self.totp_code(secret, 0)
+    }
+
+    /// Six digits that are the code of none of the steps accepted now.
+    pub fn wrong_code(&self, secret: &str) -> String {
+        let accepted: Vec<String> = (-1..=1).map(|o| self.totp_code(secret, o)).collect();
+        (0..10)
+            .map(|d| d.to_string().repeat(6))
+            .find(|c| !accepted.contains(c))
+            .expect("a wrong code")
+    }
+
+    /// Logs in with the test password and asserts a two-step challenge; returns its body.
+    pub async fn challenge(&self, login: &str) -> Value {
+        self.challenge_with(login, PASSWORD, false).await
+    }
+
+    pub async fn challenge_with(&self, login: &str, password: &str, remember_me: bool) -> Value {
+        let response = self
+            .login(&json!({ "login": login, "password": password, "remember_me": remember_me }))
+            .await;
+        let body = assert::ok_json(response).await;
+        assert_eq!(body["mfa_required"], true, "{body}");
+        body
+    }
 }

@@ -648,6 +648,35 @@ fn keys_needed(binary: &str) -> KeysNeeded {
 }
 
 #[test]
+fn only_the_function_that_issues_access_tokens_holds_the_signing_key() {
+    let template = template();
+    for function in template_functions(&template) {
+        let environment = function.own_environment();
+        let signs = Function::ALL
+            .iter()
+            .any(|f| f.name() == function.binary && f.signs_access_tokens());
+        assert_eq!(
+            environment.contains_key("JWT_SIGNING_KEY_PARAMETER"),
+            signs,
+            "{}: the private signing key is given only to the function that issues tokens",
+            function.logical_id
+        );
+        let verifies = keys_needed(&function.binary).verification_keys;
+        assert!(
+            !(signs && verifies),
+            "{}: a function that signs needs no separate verification keys",
+            function.logical_id
+        );
+    }
+    let signers: Vec<&str> = Function::ALL
+        .iter()
+        .filter(|f| f.signs_access_tokens())
+        .map(|f| f.name())
+        .collect();
+    assert_eq!(signers, ["login"]);
+}
+
+#[test]
 fn secrets_are_readable_exactly_where_they_are_used() {
     let template = template();
     let globals = global_environment(&template);
@@ -661,6 +690,7 @@ fn secrets_are_readable_exactly_where_they_are_used() {
         for (variable, needed) in [
             ("JWT_SIGNING_KEY_PARAMETER", keys.signing_key),
             ("JWT_PREVIOUS_SIGNING_KEY_PARAMETER", keys.signing_key),
+            ("JWT_VERIFICATION_KEYS_PARAMETER", keys.verification_keys),
             ("TOTP_ENCRYPTION_KEY_PARAMETER", keys.totp_key),
             ("TOTP_PREVIOUS_ENCRYPTION_KEY_PARAMETER", keys.totp_key),
         ] {
@@ -695,9 +725,13 @@ fn secrets_are_readable_exactly_where_they_are_used() {
             "{}: only ssm:GetParameters (one call at cold start), not {ssm_actions:?}",
             function.logical_id
         );
+        // Every key parameter is a SecureString but the public verification keys.
+        let reads_secure_strings = environment
+            .keys()
+            .any(|name| name.ends_with("_PARAMETER") && name != "JWT_VERIFICATION_KEYS_PARAMETER");
         assert_eq!(
             function.allows("kms:Decrypt"),
-            !parameters.is_empty(),
+            reads_secure_strings,
             "{}: kms:Decrypt exactly when it reads SecureStrings",
             function.logical_id
         );
@@ -773,21 +807,42 @@ impl Deployment {
         Fut: std::future::Future<Output = (Arc<dyn Store>, Option<Arc<CallCounter>>)>,
     {
         let signing_key = accounts::access_token::generate_ed25519_pem().expect("a signing key");
+        let verification_keys = accounts::access_token::AccessTokens::from_pem(
+            &signing_key,
+            None,
+            "issuer",
+            "audience",
+        )
+        .ok()
+        .and_then(|tokens| tokens.public_pem())
+        .expect("the signing key's public half");
         let totp_key = base64_of(&[7u8; 32]);
         let settings = [
             ("APP_BASE_URL", BASE_URL),
             ("TABLE_NAME", table_name),
             ("MAIL_FROM", "Account Security <no-reply@accounts.test>"),
             ("ENUMERATION_FLOOR_MS", "1"),
-            ("JWT_SIGNING_KEY", signing_key.as_str()),
-            ("TOTP_ENCRYPTION_KEY", totp_key.as_str()),
         ];
         let outbox = Arc::new(Outbox::new(clock.clone()));
         let mut functions = BTreeMap::new();
         for name in function_directories() {
+            // Each function gets exactly the keys it needs, as in AWS: the scenario then
+            // proves that, say, `account` works with the public keys alone.
+            let needs = keys_needed(&name);
+            let mut keys = Vec::new();
+            if needs.signing_key {
+                keys.push(("JWT_SIGNING_KEY", signing_key.as_str()));
+            }
+            if needs.verification_keys {
+                keys.push(("JWT_VERIFICATION_KEYS", verification_keys.as_str()));
+            }
+            if needs.totp_key {
+                keys.push(("TOTP_ENCRYPTION_KEY", totp_key.as_str()));
+            }
             let config = Config::from_lookup(|key| {
                 settings
                     .iter()
+                    .chain(keys.iter())
                     .find(|(setting, _)| *setting == key)
                     .map(|(_, value)| (*value).to_owned())
             })
@@ -1323,8 +1378,21 @@ async fn drive_every_function(d: &Deployment) {
     let session = d.log_in(email, RESET_PASSWORD).await;
     let access = field(&session, "access_token").to_owned();
     let bearer = Some(access.as_str());
+    let wrong_password = json!({ "current_password": "not-the-password-1" });
+    expect(
+        &d.call(
+            Method::POST,
+            "/v1/2fa/totp/setup",
+            bearer,
+            Some(wrong_password),
+        )
+        .await,
+        401,
+        "set up an authenticator app with a wrong password",
+    );
+    let password = json!({ "current_password": RESET_PASSWORD });
     let setup = d
-        .call(Method::POST, "/v1/2fa/totp/setup", bearer, None)
+        .call(Method::POST, "/v1/2fa/totp/setup", bearer, Some(password))
         .await;
     expect(&setup, 200, "set up an authenticator app");
     let secret = totp_secret(field(&setup.body, "secret"));
@@ -1354,10 +1422,23 @@ async fn drive_every_function(d: &Deployment) {
     );
     let code = d.next_totp_code(&secret);
     d.log_in_with(email, RESET_PASSWORD, "totp", &code).await;
-    d.log_in_with(email, RESET_PASSWORD, "backup_code", &backup_code)
-        .await;
-    let session = d
+    let by_question = d
         .log_in_with(email, RESET_PASSWORD, "security_question", "Green Finch")
+        .await;
+    let regenerate = json!({ "current_password": RESET_PASSWORD });
+    expect(
+        &d.call(
+            Method::POST,
+            "/v1/2fa/backup-codes",
+            Some(field(&by_question, "access_token")),
+            Some(regenerate),
+        )
+        .await,
+        403,
+        "new backup codes from a session of the security question",
+    );
+    let session = d
+        .log_in_with(email, RESET_PASSWORD, "backup_code", &backup_code)
         .await;
     let access = field(&session, "access_token").to_owned();
     let bearer = Some(access.as_str());

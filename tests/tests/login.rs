@@ -882,16 +882,21 @@ async fn a_successful_login_is_three_sequential_dynamodb_steps() {
     let email = app.verified_account().await;
     app.reset_calls();
     app.log_in(&email, false).await;
-    // Step 1: the login claim and the IP counter in parallel; step 2: the account and
-    // the back-off claim in parallel; step 3: one transaction.
+    // Step 1: the login claim and the IP counter in parallel; step 2: the account, its
+    // sessions (for the cap) and the back-off claim in parallel; step 3: one transaction.
     assert_eq!(
         app.dynamodb_calls(),
-        expected_calls(&[("GetItem", 2), ("UpdateItem", 2), ("TransactWriteItems", 1)])
+        expected_calls(&[
+            ("GetItem", 2),
+            ("Query", 1),
+            ("UpdateItem", 2),
+            ("TransactWriteItems", 1)
+        ])
     );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_failed_login_stays_within_six_dynamodb_calls_in_three_steps() {
+async fn a_failed_login_stays_within_seven_dynamodb_calls_in_three_steps() {
     let _cpu = CPU.read().await;
     let app = TestApp::spawn(Backend::DynamoDb).await;
     let email = app.verified_account().await;
@@ -905,9 +910,10 @@ async fn a_failed_login_stays_within_six_dynamodb_calls_in_three_steps() {
         let snapshot = app.dynamodb_calls();
         let total: usize = snapshot.values().sum();
         println!("{case}: {snapshot:?}");
-        assert!(total <= 6, "{case}: {total} calls {snapshot:?}");
+        assert!(total <= 7, "{case}: {total} calls {snapshot:?}");
     }
-    // The locked-out answer: the first two steps and the history entry.
+    // The locked-out answer: the first two steps (with the sessions query) and the
+    // history entry.
     for _ in 0..4 {
         app.try_log_in(&email, WRONG_PASSWORD).await;
     }
@@ -915,7 +921,7 @@ async fn a_failed_login_stays_within_six_dynamodb_calls_in_three_steps() {
     assert_eq!(app.try_log_in(&email, PASSWORD).await.status(), 429);
     let snapshot = app.dynamodb_calls();
     println!("rate limited: {snapshot:?}");
-    assert!(snapshot.values().sum::<usize>() <= 5, "{snapshot:?}");
+    assert!(snapshot.values().sum::<usize>() <= 6, "{snapshot:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -925,8 +931,12 @@ async fn a_refresh_and_a_logout_are_one_dynamodb_round_trip_each() {
     let email = app.verified_account().await;
     let tokens = app.log_in(&email, false).await;
     app.reset_calls();
+    // The rotation and the check of the account's session epoch, in one transaction.
     let next = token_pair(app.refresh(&tokens.refresh_token).await).await;
-    assert_eq!(app.dynamodb_calls(), expected_calls(&[("UpdateItem", 1)]));
+    assert_eq!(
+        app.dynamodb_calls(),
+        expected_calls(&[("TransactWriteItems", 1)])
+    );
     app.reset_calls();
     assert_eq!(app.logout(&next.refresh_token).await.status(), 204);
     assert_eq!(app.dynamodb_calls(), expected_calls(&[("DeleteItem", 1)]));

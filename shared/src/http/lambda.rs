@@ -57,6 +57,7 @@ impl lambda_http::IntoResponse for Answer {
 /// names a parameter whose value stands in for the variable it names.
 const SECRET_PARAMETERS: &[(&str, &str)] = &[
     ("JWT_SIGNING_KEY_PARAMETER", "JWT_SIGNING_KEY"),
+    ("JWT_VERIFICATION_KEYS_PARAMETER", "JWT_VERIFICATION_KEYS"),
     (
         "JWT_PREVIOUS_SIGNING_KEY_PARAMETER",
         "JWT_PREVIOUS_SIGNING_KEY",
@@ -126,6 +127,12 @@ pub async fn app_from_environment_for(needs: KeysNeeded) -> anyhow::Result<App> 
         anyhow::bail!(
             "set JWT_SIGNING_KEY_PARAMETER (an SSM SecureString holding a PKCS#8 PEM key): \
              every instance must sign with the same key"
+        );
+    }
+    if needs.verification_keys && config.jwt_verification_keys.is_none() {
+        anyhow::bail!(
+            "set JWT_VERIFICATION_KEYS_PARAMETER (an SSM parameter holding the PEM public \
+             keys of the signing key and, during a rotation, of the previous one)"
         );
     }
     if needs.totp_key && config.totp_encryption_key.is_none() {

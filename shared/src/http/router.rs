@@ -27,13 +27,16 @@ impl Function {
         Function::TwoFactor,
     ];
 
-    /// Whether the function signs or checks access tokens, and so needs the shared
-    /// signing key (the others never see it: least privilege).
+    /// Whether the function issues access tokens, and so holds the private signing key
+    /// (only `login`: least privilege).
+    pub fn signs_access_tokens(self) -> bool {
+        matches!(self, Function::Login)
+    }
+
+    /// Whether the function checks access tokens it did not issue, and so needs the
+    /// public verification keys (never the private key).
     pub fn verifies_access_tokens(self) -> bool {
-        matches!(
-            self,
-            Function::Login | Function::Account | Function::TwoFactor
-        )
+        matches!(self, Function::Account | Function::TwoFactor)
     }
 
     /// Whether the function checks second factors, and so needs the key that decrypts
@@ -48,7 +51,8 @@ impl Function {
     /// The shared keys the function cannot start without.
     pub fn keys_needed(self) -> KeysNeeded {
         KeysNeeded {
-            signing_key: self.verifies_access_tokens(),
+            signing_key: self.signs_access_tokens(),
+            verification_keys: self.verifies_access_tokens(),
             totp_key: self.decrypts_totp_secrets(),
         }
     }
@@ -69,7 +73,11 @@ impl Function {
 /// The shared keys a function needs from configuration to start.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct KeysNeeded {
+    /// The private key that signs access tokens (an SSM SecureString).
     pub signing_key: bool,
+    /// The public keys that verify access tokens (a plain SSM parameter).
+    pub verification_keys: bool,
+    /// The key that encrypts TOTP secrets (an SSM SecureString).
     pub totp_key: bool,
 }
 
