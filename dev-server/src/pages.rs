@@ -5,14 +5,34 @@
 use accounts::http::{self as api, ApiRequest, ApiResponse, form_param};
 use accounts::mail::templates::escape_html;
 use bytes::Bytes;
-use http::header::{CONTENT_TYPE, HeaderValue};
+use http::header::{CACHE_CONTROL, CONTENT_TYPE, HeaderValue, REFERRER_POLICY, X_FRAME_OPTIONS};
 use http::{Method, StatusCode};
 use serde_json::{Value, json};
 
 use crate::Server;
 
-/// Answers a developer page, or `None` when the request is for the API.
-pub async fn answer(server: &Server, request: &ApiRequest) -> Option<ApiResponse> {
+/// Answers a developer page, or `None` when the request is for the API. A form posted
+/// from another site (its `Origin` is not this server) is refused: the pages act with
+/// the links' tokens.
+pub async fn answer(server: &Server, request: &ApiRequest, port: u16) -> Option<ApiResponse> {
+    let is_page = matches!(
+        request.path.as_str(),
+        "/" | "/dev/mail"
+            | "/dev/mail.json"
+            | "/verify-email"
+            | "/reset-password"
+            | "/reset-security-question"
+    );
+    if !is_page {
+        return None;
+    }
+    if request.method == Method::POST && !same_origin(request, port) {
+        return Some(html(
+            StatusCode::FORBIDDEN,
+            "Refused",
+            "<p class=\"error\">This form was sent from another site, so it was refused.</p>",
+        ));
+    }
     let page = match (&request.method, request.path.as_str()) {
         (&Method::GET, "/") => home(None),
         (&Method::POST, "/") => sign_up(server, request).await,
@@ -34,6 +54,17 @@ pub async fn answer(server: &Server, request: &ApiRequest) -> Option<ApiResponse
     Some(page)
 }
 
+/// Whether a POST comes from this server's own pages: a browser sends `Origin` with
+/// every form post (and `Sec-Fetch-Site`), and a form on another site gets the other
+/// site's origin. A client that sends neither (curl, the tests) is not a browser page.
+fn same_origin(request: &ApiRequest, port: u16) -> bool {
+    let header = |name: &str| request.headers.get(name).and_then(|v| v.to_str().ok());
+    let origin_ok = header("origin").is_none_or(|origin| crate::is_own_origin(origin, port));
+    let fetch_ok =
+        header("sec-fetch-site").is_none_or(|site| site == "same-origin" || site == "none");
+    origin_ok && fetch_ok
+}
+
 fn html(status: StatusCode, title: &str, body: &str) -> ApiResponse {
     let page = format!(
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
@@ -51,10 +82,16 @@ fn html(status: StatusCode, title: &str, body: &str) -> ApiResponse {
     );
     let mut response = http::Response::new(Bytes::from(page));
     *response.status_mut() = status;
-    response.headers_mut().insert(
+    let headers = response.headers_mut();
+    headers.insert(
         CONTENT_TYPE,
         HeaderValue::from_static("text/html; charset=utf-8"),
     );
+    // Every page here shows or carries a link's token (or the sent mail itself): none
+    // may be cached, and none may pass its address on as a referrer.
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    headers.insert(X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     response
 }
 

@@ -36,21 +36,30 @@ pub struct Settings {
     pub clock: Arc<dyn Clock>,
 }
 
-/// Defaults that make `cargo run -p dev-server` work with no environment at all.
-fn local_default(name: &str) -> Option<&'static str> {
-    Some(match name {
-        "APP_BASE_URL" => "http://localhost:3000",
-        "TABLE_NAME" => "accounts-local",
-        "MAIL_FROM" => "Account Security <no-reply@accounts.localhost>",
-        // Locally there is no SES latency to hide; keep pages snappy.
-        "ENUMERATION_FLOOR_MS" => "50",
-        _ => return None,
-    })
+/// Defaults that make `cargo run -p dev-server` work with no environment at all (links
+/// point at this server's own port: `APP_BASE_URL` defaults to `http://localhost:<PORT>`).
+fn local_default(name: &str, port: u16) -> Option<String> {
+    Some(
+        match name {
+            "APP_BASE_URL" => return Some(format!("http://localhost:{port}")),
+            "TABLE_NAME" => "accounts-local",
+            "MAIL_FROM" => "Account Security <no-reply@accounts.localhost>",
+            // Locally there is no SES latency to hide; keep pages snappy.
+            "ENUMERATION_FLOOR_MS" => "50",
+            _ => return None,
+        }
+        .to_owned(),
+    )
 }
 
 impl Settings {
     pub fn from_env() -> anyhow::Result<Settings> {
-        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        Settings::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads the settings through any lookup (the process environment, or a test's).
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> anyhow::Result<Settings> {
+        let var = |name: &str| lookup(name).filter(|v| !v.is_empty());
         let port = match var("PORT") {
             Some(text) => text.parse().context("PORT must be a port number")?,
             None => 3000,
@@ -65,9 +74,7 @@ impl Settings {
             Some("ses") => MailerKind::Ses,
             Some(other) => bail!("MAILER must be outbox or ses, not {other:?}"),
         };
-        let config = Config::from_lookup(|name| {
-            var(name).or_else(|| local_default(name).map(str::to_owned))
-        })?;
+        let config = Config::from_lookup(|name| var(name).or_else(|| local_default(name, port)))?;
         Ok(Settings {
             port,
             store,
@@ -131,5 +138,44 @@ pub async fn build(settings: Settings) -> anyhow::Result<Server> {
         app: App::new(config, store, mailer, clock)?,
         outbox,
         observer: None,
+        read_timeout: crate::READ_TIMEOUT,
     })
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn settings(vars: &[(&str, &str)]) -> Settings {
+        Settings::from_lookup(|name| {
+            vars.iter()
+                .find(|(key, _)| *key == name)
+                .map(|(_, value)| (*value).to_owned())
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn links_point_at_the_port_the_server_listens_on() {
+        let default = settings(&[]);
+        assert_eq!(default.port, 3000);
+        assert_eq!(
+            default.config.app_base_url.to_string(),
+            "http://localhost:3000"
+        );
+        let moved = settings(&[("PORT", "4321")]);
+        assert_eq!(
+            moved.config.app_base_url.to_string(),
+            "http://localhost:4321"
+        );
+        let given = settings(&[
+            ("PORT", "4321"),
+            ("APP_BASE_URL", "https://app.example.com"),
+        ]);
+        assert_eq!(
+            given.config.app_base_url.to_string(),
+            "https://app.example.com"
+        );
+    }
 }

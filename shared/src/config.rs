@@ -72,6 +72,7 @@ pub struct Limits {
     pub resends_per_ip_per_hour: u32,
     pub login_failures_per_ip_per_hour: u32,
     pub recoveries_per_ip_per_hour: u32,
+    pub verify_attempts_per_ip_per_hour: u32,
 }
 
 /// An absolute http(s) URL without a trailing slash.
@@ -79,17 +80,24 @@ pub struct Limits {
 pub struct BaseUrl(String);
 
 impl BaseUrl {
+    /// An absolute `https` or `http` URL with a host, and no user name, password, query
+    /// or fragment (WHATWG URL parsing, so an out-of-range port is refused too); a path
+    /// is kept as a prefix of every link.
     pub fn parse(input: &str) -> Result<BaseUrl, String> {
-        let url = input.trim().trim_end_matches('/');
-        let rest = url
-            .strip_prefix("https://")
-            .or_else(|| url.strip_prefix("http://"))
-            .ok_or("must start with https:// or http://")?;
-        let host = rest.split('/').next().unwrap_or_default();
-        if host.is_empty() || rest.contains(['?', '#', ' ']) {
-            return Err("must be an absolute URL with a host and no query".into());
+        let url = url::Url::parse(input.trim()).map_err(|e| format!("is not a URL: {e}"))?;
+        if !matches!(url.scheme(), "https" | "http") {
+            return Err("must start with https:// or http://".into());
         }
-        Ok(BaseUrl(url.to_owned()))
+        if url.host_str().is_none_or(str::is_empty) {
+            return Err("must have a host".into());
+        }
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err("must not hold a user name or password".into());
+        }
+        if url.query().is_some() || url.fragment().is_some() {
+            return Err("must have no query or fragment".into());
+        }
+        Ok(BaseUrl(url.as_str().trim_end_matches('/').to_owned()))
     }
 
     /// `base + path + ?token=...`: a link into the front end.
@@ -185,6 +193,7 @@ impl Config {
             resends_per_ip_per_hour: env.number("RESENDS_PER_IP_PER_HOUR", 20),
             login_failures_per_ip_per_hour: env.number("LOGIN_FAILURES_PER_IP_PER_HOUR", 100),
             recoveries_per_ip_per_hour: env.number("RECOVERIES_PER_IP_PER_HOUR", 20),
+            verify_attempts_per_ip_per_hour: env.number("VERIFY_ATTEMPTS_PER_IP_PER_HOUR", 30),
         };
         let minutes = |n: i64| n * 60;
         let sessions = SessionLimits {
@@ -318,6 +327,22 @@ mod tests {
     fn a_base_url_needs_a_scheme_and_host() {
         assert!(BaseUrl::parse("app.example.com").is_err());
         assert!(BaseUrl::parse("https://").is_err());
+        for bad in [
+            "https://user:pass@app.example.com",
+            "https://app.example.com@evil.example",
+            "https://app.example.com:99999",
+            "https://app.example.com/?next=x",
+            "https://app.example.com/#top",
+            "ftp://app.example.com",
+        ] {
+            assert!(BaseUrl::parse(bad).is_err(), "{bad}");
+        }
+        assert_eq!(
+            BaseUrl::parse("https://App.Example.com:8443/accounts/")
+                .unwrap()
+                .to_string(),
+            "https://app.example.com:8443/accounts"
+        );
         let url = BaseUrl::parse("http://localhost:3000").unwrap();
         assert_eq!(
             url.link("/verify-email", "abc"),

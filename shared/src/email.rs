@@ -47,6 +47,18 @@ impl EmailAddress {
         Ok(EmailAddress { address, canonical })
     }
 
+    /// An address a person gives for an account (at signup, or to correct it): like
+    /// [`EmailAddress::parse`], but compatibility characters (fullwidth letters,
+    /// ligatures, mathematical letters...) are refused rather than folded, so that no
+    /// stored address can be a look-alike of another. Logins keep folding what is typed.
+    pub fn parse_for_account(input: &str) -> Result<EmailAddress, InvalidEmail> {
+        let composed = ComposingNormalizerBorrowed::new_nfc().normalize(input.trim());
+        if ComposingNormalizerBorrowed::new_nfkc().normalize(&composed) != composed {
+            return Err(InvalidEmail);
+        }
+        EmailAddress::parse(input)
+    }
+
     /// The address mail goes to.
     pub fn address(&self) -> &str {
         &self.address
@@ -177,5 +189,26 @@ mod tests {
     fn debug_output_hides_the_local_part() {
         let email = EmailAddress::parse("secret.person@example.com").unwrap();
         assert!(!format!("{email:?}").contains("secret"));
+    }
+
+    #[test]
+    fn an_account_address_with_compatibility_characters_is_refused() {
+        for lookalike in [
+            "\u{ff41}lice@example.com",
+            "alice@\u{ff45}xample.com",
+            "\u{fb01}nance@example.com",
+            "\u{1d41a}lice@example.com",
+        ] {
+            assert_eq!(
+                EmailAddress::parse_for_account(lookalike),
+                Err(InvalidEmail),
+                "{lookalike}"
+            );
+            // A login still folds what is typed onto the plain account.
+            assert!(EmailAddress::parse(lookalike).is_ok(), "{lookalike}");
+        }
+        let composed = EmailAddress::parse_for_account("Jos\u{e9}@Example.com").unwrap();
+        let decomposed = EmailAddress::parse_for_account("Jose\u{301}@example.com").unwrap();
+        assert_eq!(composed.canonical(), decomposed.canonical());
     }
 }

@@ -188,6 +188,18 @@ impl Claim {
     }
 }
 
+/// Notes a refused attempt on a counter (the login has no account whose history could
+/// record it), so that refusals do one write whether or not the login is known.
+pub fn note_refusal(key: Key, now: i64) -> Write {
+    Write::update(
+        key,
+        vec![
+            Change::set(attr::LAST_REFUSAL_AT, now),
+            Change::set(EXPIRES_AT, now + FORGET_AFTER_SECONDS),
+        ],
+    )
+}
+
 /// Clears a counter outside an attempt (a password reset clears the password counters).
 pub fn clear(counter: Counter<'_>) -> Write {
     Write::delete(counter.key())

@@ -11,7 +11,7 @@ use crate::email::EmailAddress;
 use crate::history::{self, Outcome};
 use crate::http::{ApiRequest, ApiResponse, Client, Problem};
 use crate::lockout::{self, Claim, Counter};
-use crate::password::{PasswordHash, Verdict};
+use crate::password::{LoginVerdict, PasswordHash};
 use crate::rate_limit::RateLimit;
 use crate::records::{SessionEpoch, User, attr, keys};
 use crate::secret::Secret;
@@ -86,7 +86,7 @@ impl From<LoginError> for Problem {
             LoginError::EmailNotVerified => Problem::new(
                 StatusCode::FORBIDDEN,
                 "email_not_verified",
-                "Confirm your email address first: we sent you a link.",
+                "This email address is not confirmed for this password yet. Check your inbox: we sent the address an email that says what to do next.",
             ),
             LoginError::RateLimited(seconds) => Problem::rate_limited(seconds),
             LoginError::Unexpected(e) => Problem::internal(&e),
@@ -153,30 +153,49 @@ pub async fn login(app: &App, request: &ApiRequest) -> Result<ApiResponse, Probl
         app.store
             .write(ip_limit.count_write(ip_window.clone(), now))
     );
-    let user_id = claim?
+    let claim = claim?;
+    let user_id = claim
         .as_ref()
         .and_then(|claim| claim.s(attr::USER_ID))
         .map(str::to_owned);
+    let pending = PendingCheck::of(claim.as_ref(), now);
+    let counter = counter_key(login.as_ref(), user_id.as_deref(), &body.login);
     let ip_count = ip_count.map_err(anyhow::Error::from)?;
     if let Some(retry_after) = ip_limit.over_limit(ip_count.as_ref(), now) {
-        record_refusal(app, client, user_id.as_deref()).await?;
+        record_refusal(app, client, user_id.as_deref(), &counter).await?;
         return Err(LoginError::RateLimited(retry_after).into());
     }
 
     // Step 2: the account and its sessions, and a claim on the login's back-off counter.
-    let counter = counter_key(login.as_ref(), user_id.as_deref(), &body.login);
-    let attempt = match start_attempt(app, counter, user_id.as_deref()).await? {
+    let attempt = match start_attempt(app, counter.clone(), user_id.as_deref()).await? {
         Ok(attempt) => attempt,
         Err(retry_after) => {
-            record_refusal(app, client, user_id.as_deref()).await?;
+            record_refusal(app, client, user_id.as_deref(), &counter).await?;
             return Err(LoginError::RateLimited(retry_after).into());
         }
     };
 
+    // One argon2 computation, against the account's hash and a pending signup's.
     let stored_hash = attempt.user.as_ref().map(|u| &u.password_hash);
-    let verdict = app.passwords.verify(&body.password, stored_hash).await?;
-    let (user, needs_rehash) = match (attempt.user, verdict) {
-        (Some(user), Verdict::Right { needs_rehash }) => (user, needs_rehash),
+    let verdict = app
+        .passwords
+        .verify_login(&body.password, stored_hash, pending.hash.as_ref())
+        .await?;
+    let (user, needs_rehash) = match (attempt.user, pending.judge(verdict)) {
+        (Some(user), LoginVerdict::Account { needs_rehash }) => (user, needs_rehash),
+        // The password of a signup made on a taken address: answered as the owner of a
+        // new, unverified account is, with the same writes.
+        (Some(_), LoginVerdict::PendingSignup) => {
+            let writes = vec![
+                ip_limit.uncount_write(ip_window),
+                attempt.claim.released(app.now()),
+            ];
+            app.store
+                .transact(writes)
+                .await
+                .map_err(|e| anyhow::Error::from(e).context("ending a login attempt"))?;
+            return Err(LoginError::EmailNotVerified.into());
+        }
         (user, _) => {
             record_failure(app, request, user.as_ref(), &attempt.claim).await?;
             return Err(LoginError::InvalidCredentials.into());
@@ -246,19 +265,58 @@ pub async fn login(app: &App, request: &ApiRequest) -> Result<ApiResponse, Probl
     }
 }
 
-/// A refused attempt on an existing account is recorded in its history.
-async fn record_refusal(app: &App, client: &Client, user_id: Option<&str>) -> anyhow::Result<()> {
-    if let Some(user_id) = user_id {
-        let entry = history::entry(
+/// A refused attempt on an existing account is recorded in its history; one on a login
+/// with no account is noted on its counter instead: one write either way, so a refusal
+/// takes as long for a known login as for an unknown one.
+async fn record_refusal(
+    app: &App,
+    client: &Client,
+    user_id: Option<&str>,
+    counter: &Key,
+) -> anyhow::Result<()> {
+    let now = app.now();
+    let write = match user_id {
+        Some(user_id) => history::entry(
             user_id,
             client,
-            app.now(),
+            now,
             Outcome::RateLimited,
             history::PASSWORD,
-        );
-        app.store.write(entry).await?;
-    }
+        ),
+        None => lockout::note_refusal(counter.clone(), now),
+    };
+    app.store.write(write).await?;
     Ok(())
+}
+
+/// A pending signup the login's claim holds (see `signup::PendingSignup`), if any.
+struct PendingCheck {
+    hash: Option<PasswordHash>,
+    /// The claim is a username held only for a pending signup: the account it names
+    /// cannot be logged into through it.
+    only: bool,
+}
+
+impl PendingCheck {
+    fn of(claim: Option<&Item>, now: i64) -> PendingCheck {
+        let hash = claim.and_then(|claim| claim.s(attr::PENDING_HASH));
+        // A username claim of a pending signup expires by its TTL; an address's pending
+        // signup by its own time, as the address's claim itself stays.
+        let until = claim.and_then(|claim| claim.n(attr::PENDING_UNTIL));
+        let alive = until.is_none_or(|until| now < until);
+        PendingCheck {
+            hash: hash.filter(|_| alive).map(|h| PasswordHash(h.to_owned())),
+            only: hash.is_some() && until.is_none(),
+        }
+    }
+
+    /// What a verdict means for this login.
+    fn judge(&self, verdict: LoginVerdict) -> LoginVerdict {
+        match verdict {
+            LoginVerdict::Account { .. } if self.only => LoginVerdict::Wrong,
+            verdict => verdict,
+        }
+    }
 }
 
 /// Reads the account and its sessions and claims the login's back-off counter, in

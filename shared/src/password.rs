@@ -87,6 +87,11 @@ impl NewPassword {
 }
 
 impl NewPassword {
+    /// The password, normalised.
+    pub fn as_secret(&self) -> &Secret {
+        &self.0
+    }
+
     /// A replacement password for an existing account (`new_password` in a reset or a
     /// change), checked against the account's own email and username.
     pub fn for_account(
@@ -132,6 +137,20 @@ pub struct PasswordHash(pub String);
 pub enum Verdict {
     Wrong,
     Right { needs_rehash: bool },
+}
+
+/// What a login's password matched, found with one argon2 computation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LoginVerdict {
+    /// The account's own password.
+    Account {
+        needs_rehash: bool,
+    },
+    /// The password of a signup made on the account's address since (see
+    /// `signup::PendingSignup`): not a way in, but the person who made that signup is
+    /// answered as the owner of a new, unverified account would be.
+    PendingSignup,
+    Wrong,
 }
 
 /// A hash, at the default cost, of a random password nobody kept: verifying against it
@@ -257,6 +276,38 @@ impl PasswordHasher {
             .map(PasswordHash)
     }
 
+    /// Hashes `password` with the algorithm, parameters and salt of `like` (an account's
+    /// stored hash), so that a later [`PasswordHasher::verify_login`] against `like`
+    /// also tells whether the password was this one, at no extra cost.
+    pub async fn hash_like(
+        &self,
+        password: &Secret,
+        like: &PasswordHash,
+    ) -> anyhow::Result<PasswordHash> {
+        let password = normalise(password);
+        let like = like.0.clone();
+        self.run(move |inner| inner.hash_like(&password, &like))
+            .await?
+            .map(PasswordHash)
+    }
+
+    /// Checks a login's password against the account's stored hash (or the dummy hash
+    /// when there is no account), and with the same computation against `pending`, a
+    /// [`PasswordHasher::hash_like`] of that stored hash: one argon2 run whatever the
+    /// answer.
+    pub async fn verify_login(
+        &self,
+        password: &Secret,
+        stored: Option<&PasswordHash>,
+        pending: Option<&PasswordHash>,
+    ) -> anyhow::Result<LoginVerdict> {
+        let password = normalise(password);
+        let stored = stored.map(|hash| hash.0.clone());
+        let pending = pending.map(|hash| hash.0.clone());
+        self.run(move |inner| inner.verify_login(&password, stored.as_deref(), pending.as_deref()))
+            .await?
+    }
+
     /// Checks a password against a stored hash, or against a dummy hash with the same
     /// cost when there is none (unknown account): the answer is then always `Wrong`.
     pub async fn verify(
@@ -323,28 +374,91 @@ impl HasherInner {
         Ok(phc.to_string())
     }
 
-    /// Whether `password` matches a parsed PHC hash, computed with the hash's own
-    /// algorithm, version and parameters; a hash it cannot compute never matches.
-    fn matches(&self, password: &[u8], hash: &phc::PasswordHash) -> bool {
+    /// argon2 of `password` with a parsed PHC hash's own algorithm, version, parameters
+    /// and salt (`None` when the hash cannot be computed here).
+    fn compute_like(&self, password: &[u8], hash: &phc::PasswordHash) -> Option<Vec<u8>> {
         let (Some(salt), Some(expected)) = (&hash.salt, &hash.hash) else {
-            return false;
+            return None;
         };
-        let Ok(algorithm) = Algorithm::try_from(hash.algorithm.as_str()) else {
-            return false;
-        };
-        let Ok(version) = hash.version.map(Version::try_from).transpose() else {
-            return false;
-        };
-        let Ok(params) = Params::try_from(hash) else {
-            return false;
-        };
+        let algorithm = Algorithm::try_from(hash.algorithm.as_str()).ok()?;
+        let version = hash.version.map(Version::try_from).transpose().ok()?;
+        let params = Params::try_from(hash).ok()?;
         let argon2 = Argon2::new(algorithm, version.unwrap_or_default(), params);
         let mut out = vec![0u8; expected.len()];
-        if self.compute(&argon2, password, salt, &mut out).is_err() {
-            return false;
+        self.compute(&argon2, password, salt, &mut out).ok()?;
+        Some(out)
+    }
+
+    /// Whether `computed` is the output of `hash` (compared in constant time by `Output`).
+    fn is_output_of(computed: &[u8], hash: &phc::PasswordHash) -> bool {
+        hash.hash
+            .as_ref()
+            .is_some_and(|expected| Output::new(computed).is_ok_and(|c| c == *expected))
+    }
+
+    /// Whether two PHC hashes were computed the same way (algorithm, version,
+    /// parameters, salt), so that one computation serves both.
+    fn same_computation(a: &phc::PasswordHash, b: &phc::PasswordHash) -> bool {
+        a.algorithm == b.algorithm
+            && a.version == b.version
+            && a.params == b.params
+            && a.salt == b.salt
+    }
+
+    /// A PHC string of `secret` computed like `like` (same algorithm, parameters, salt).
+    fn hash_like(&self, secret: &Secret, like: &str) -> anyhow::Result<String> {
+        let like = phc::PasswordHash::new(like)
+            .map_err(|e| anyhow!("a stored password hash is malformed: {e}"))?;
+        let out = self
+            .compute_like(secret.expose().as_bytes(), &like)
+            .ok_or_else(|| anyhow!("a stored password hash cannot be computed"))?;
+        let phc = phc::PasswordHash {
+            hash: Some(Output::new(&out).map_err(|e| anyhow!("argon2 output: {e}"))?),
+            ..like
+        };
+        Ok(phc.to_string())
+    }
+
+    fn verify_login(
+        &self,
+        password: &Secret,
+        stored: Option<&str>,
+        pending: Option<&str>,
+    ) -> anyhow::Result<LoginVerdict> {
+        let Some(text) = stored else {
+            self.verify(password, None)?;
+            return Ok(LoginVerdict::Wrong);
+        };
+        let parsed = phc::PasswordHash::new(text)
+            .map_err(|e| anyhow!("a stored password hash is malformed: {e}"))?;
+        let Some(computed) = self.compute_like(password.expose().as_bytes(), &parsed) else {
+            return Ok(LoginVerdict::Wrong);
+        };
+        if Self::is_output_of(&computed, &parsed) {
+            return Ok(LoginVerdict::Account {
+                needs_rehash: self.needs_rehash(&parsed),
+            });
         }
-        // `Output` compares in constant time.
-        Output::new(&out).is_ok_and(|computed| computed == *expected)
+        let pending_matches = pending
+            .and_then(|text| phc::PasswordHash::new(text).ok())
+            .is_some_and(|pending| {
+                Self::same_computation(&parsed, &pending) && Self::is_output_of(&computed, &pending)
+            });
+        Ok(match pending_matches {
+            true => LoginVerdict::PendingSignup,
+            false => LoginVerdict::Wrong,
+        })
+    }
+
+    /// Whether a hash that verified is weaker than the configured cost.
+    fn needs_rehash(&self, parsed: &phc::PasswordHash) -> bool {
+        let stored_params = Params::try_from(parsed).ok();
+        parsed.algorithm.as_str() != "argon2id"
+            || stored_params.is_none_or(|p| {
+                p.m_cost() < self.params.memory_kib
+                    || p.t_cost() < self.params.iterations
+                    || p.p_cost() < self.params.parallelism
+            })
     }
 
     fn dummy_hash(&self) -> anyhow::Result<&str> {
@@ -366,18 +480,15 @@ impl HasherInner {
         };
         let parsed = phc::PasswordHash::new(text)
             .map_err(|e| anyhow!("a stored password hash is malformed: {e}"))?;
-        let matches = self.matches(password.expose().as_bytes(), &parsed);
+        let matches = self
+            .compute_like(password.expose().as_bytes(), &parsed)
+            .is_some_and(|computed| Self::is_output_of(&computed, &parsed));
         if is_dummy || !matches {
             return Ok(Verdict::Wrong);
         }
-        let stored_params = Params::try_from(&parsed).ok();
-        let needs_rehash = parsed.algorithm.as_str() != "argon2id"
-            || stored_params.is_none_or(|p| {
-                p.m_cost() < self.params.memory_kib
-                    || p.t_cost() < self.params.iterations
-                    || p.p_cost() < self.params.parallelism
-            });
-        Ok(Verdict::Right { needs_rehash })
+        Ok(Verdict::Right {
+            needs_rehash: self.needs_rehash(&parsed),
+        })
     }
 }
 
@@ -523,6 +634,55 @@ mod tests {
                 .ok(),
             Some(Verdict::Wrong)
         );
+    }
+
+    #[tokio::test]
+    async fn one_login_verification_tells_the_account_password_from_a_pending_signup() {
+        let hasher = PasswordHasher::new(HashParams::OWASP).unwrap();
+        let owner = NewPassword::parse(&secret("owner-password-17"), None, None)
+            .ok()
+            .unwrap();
+        let stored = hasher.hash(&owner).await.unwrap();
+        let pending = hasher
+            .hash_like(&secret("signup-password-42"), &stored)
+            .await
+            .unwrap();
+        // Same algorithm, parameters and salt: only the output differs.
+        let prefix = |h: &PasswordHash| h.0.rsplit_once('$').unwrap().0.to_owned();
+        assert_eq!(prefix(&pending), prefix(&stored));
+        let verdict = |password: &'static str| {
+            let (hasher, stored, pending) = (hasher.clone(), stored.clone(), pending.clone());
+            async move {
+                hasher
+                    .verify_login(&secret(password), Some(&stored), Some(&pending))
+                    .await
+                    .unwrap()
+            }
+        };
+        assert_eq!(
+            verdict("owner-password-17").await,
+            LoginVerdict::Account {
+                needs_rehash: false
+            }
+        );
+        assert_eq!(
+            verdict("signup-password-42").await,
+            LoginVerdict::PendingSignup
+        );
+        assert_eq!(verdict("something-else-99").await, LoginVerdict::Wrong);
+        // A pending hash made with another salt (the owner changed the password since)
+        // never matches.
+        let other = hasher.hash(&owner).await.unwrap();
+        let stale = hasher
+            .verify_login(&secret("signup-password-42"), Some(&other), Some(&pending))
+            .await
+            .unwrap();
+        assert_eq!(stale, LoginVerdict::Wrong);
+        let unknown = hasher
+            .verify_login(&secret("signup-password-42"), None, Some(&pending))
+            .await
+            .unwrap();
+        assert_eq!(unknown, LoginVerdict::Wrong);
     }
 
     #[tokio::test]

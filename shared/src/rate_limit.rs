@@ -54,9 +54,16 @@ impl RateLimit {
     }
 
     /// Takes one event back (an attempt counted up front turned out not to be a
-    /// failure).
+    /// failure). The counter keeps its window's expiry: if the window ended meanwhile
+    /// (its item already swept or expired), the write re-creates it already expired, so
+    /// no window item ever outlives its hour.
     pub fn uncount_write(&self, window: Key) -> Write {
-        Write::update(window, vec![Change::add(attr::COUNT, -1)])
+        let window_number = window.sk.parse::<i64>().unwrap_or_default();
+        let end = (window_number + 1) * self.window_seconds;
+        Write::update(
+            window,
+            vec![Change::add(attr::COUNT, -1), Change::set(EXPIRES_AT, end)],
+        )
     }
 
     /// Seconds to wait when a counter that includes the current event is over the
@@ -143,6 +150,19 @@ mod tests {
                 .await
                 .unwrap()
                 .is_ok()
+        );
+    }
+
+    #[test]
+    fn a_counter_taken_back_keeps_its_window_expiry() {
+        let limit = RateLimit::per_hour("test", 5);
+        let window = limit.window_key("ip", 7_300);
+        let Write::Update { changes, .. } = limit.uncount_write(window) else {
+            panic!("an update");
+        };
+        assert!(
+            changes.contains(&Change::set(EXPIRES_AT, 10_800)),
+            "{changes:?}"
         );
     }
 

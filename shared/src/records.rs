@@ -32,6 +32,7 @@ pub mod attr {
     pub const FAILURES: &str = "failures";
     pub const LOCKED_UNTIL: &str = "locked_until";
     pub const LAST_FAILURE_AT: &str = "last_failure_at";
+    pub const LAST_REFUSAL_AT: &str = "last_refusal_at";
     pub const SESSION_ID: &str = "session_id";
     pub const LAST_SEEN_AT: &str = "last_seen_at";
     pub const IP: &str = "ip";
@@ -58,6 +59,11 @@ pub mod attr {
     pub const KEPT_SESSION: &str = "kept_session";
     /// On a session: the account's session epoch when it was created.
     pub const EPOCH: &str = "epoch";
+    /// On an email or username claim: the password of a signup made on an address that
+    /// already had an account, hashed like that account's (see `signup`).
+    pub const PENDING_HASH: &str = "pending_hash";
+    /// On an email claim: until when its pending signup is answered.
+    pub const PENDING_UNTIL: &str = "pending_until";
     /// On a session: how its second step was passed (`password` when there was none).
     pub const SECOND_FACTOR: &str = "second_factor";
 }

@@ -7,18 +7,18 @@ use serde::Deserialize;
 
 use crate::app::App;
 use crate::email::EmailAddress;
+use crate::full_name::FullName;
 use crate::http::{ApiRequest, ApiResponse, FieldError, Problem};
+use crate::lockout::{Claim, Counter};
 use crate::mail::messages::Message;
 use crate::password::{NewPassword, Verdict};
 use crate::rate_limit::RateLimit;
 use crate::records::{self, AccountType, User, attr, keys};
 use crate::secret::Secret;
-use crate::store::{Change, Cond, TransactError, Write};
+use crate::store::{Change, Cond, EXPIRES_AT, Item, TransactError, Write};
 use crate::username::Username;
 use crate::verification;
 
-/// The longest full name kept, in characters.
-const MAX_FULL_NAME_CHARS: usize = 100;
 /// The least time between two "you already have an account" emails to one address.
 const NOTICE_COOLDOWN_SECONDS: i64 = 60;
 
@@ -38,7 +38,7 @@ struct NewAccount {
     password: NewPassword,
     account_type: AccountType,
     username: Option<Username>,
-    full_name: Option<String>,
+    full_name: Option<FullName>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -84,7 +84,7 @@ fn verification_sent() -> ApiResponse {
 
 fn parse_signup(body: SignupRequest) -> Result<NewAccount, Vec<FieldError>> {
     let mut errors = Vec::new();
-    let email = EmailAddress::parse(&body.email)
+    let email = EmailAddress::parse_for_account(&body.email)
         .map_err(|_| errors.push(FieldError::new("email", "invalid")))
         .ok();
     let username = match body.username.as_deref().map(str::trim) {
@@ -106,15 +106,14 @@ fn parse_signup(body: SignupRequest) -> Result<NewAccount, Vec<FieldError>> {
     if account_type.is_none() {
         errors.push(FieldError::new("account_type", "invalid"));
     }
-    let full_name = body
-        .full_name
-        .map(|name| name.trim().to_owned())
-        .filter(|name| !name.is_empty());
-    if full_name.as_deref().is_some_and(|name| {
-        name.chars().count() > MAX_FULL_NAME_CHARS || name.chars().any(char::is_control)
-    }) {
-        errors.push(FieldError::new("full_name", "invalid"));
-    }
+    let full_name = match body.full_name.as_deref().map(FullName::parse) {
+        None => None,
+        Some(Ok(name)) => name,
+        Some(Err(_)) => {
+            errors.push(FieldError::new("full_name", "invalid"));
+            None
+        }
+    };
     match (email, password, account_type) {
         (Some(email), Some(password), Some(account_type)) if errors.is_empty() => Ok(NewAccount {
             email,
@@ -128,7 +127,9 @@ fn parse_signup(body: SignupRequest) -> Result<NewAccount, Vec<FieldError>> {
 }
 
 /// Creates the account and sends its verification, or tells the owner of an existing
-/// account about the attempt. Both branches hash a password and send one email.
+/// account about the attempt. Both branches hash a password and send one email, and
+/// both leave the signup's username claimed and its password answerable at login as
+/// "not verified yet" (see [`hold_pending_signup`]).
 async fn create_account(app: &App, account: NewAccount) -> Result<(), SignupError> {
     let password_hash = app.passwords.hash(&account.password).await?;
     let now = app.now();
@@ -138,7 +139,7 @@ async fn create_account(app: &App, account: NewAccount) -> Result<(), SignupErro
         email_canonical: account.email.canonical().to_owned(),
         username: account.username.as_ref().map(|u| u.as_str().to_owned()),
         username_canonical: account.username.as_ref().map(|u| u.canonical().to_owned()),
-        full_name: account.full_name,
+        full_name: account.full_name.clone().map(FullName::into_string),
         account_type: account.account_type,
         email_verified: false,
         created_at: now,
@@ -173,7 +174,11 @@ async fn create_account(app: &App, account: NewAccount) -> Result<(), SignupErro
             let claim = e
                 .failed_at(EMAIL_CLAIM)
                 .and_then(|failed| failed.current.clone());
-            if let Some(address) = claim.as_ref().and_then(|c| c.s(attr::EMAIL)) {
+            let Some(claim) = claim else {
+                return Err(anyhow::anyhow!("an email claim vanished while signing up").into());
+            };
+            hold_pending_signup(app, &account, &claim).await?;
+            if let Some(address) = claim.s(attr::EMAIL) {
                 notify_existing_owner(app, account.email.canonical(), address).await?;
             }
             Ok(())
@@ -182,6 +187,92 @@ async fn create_account(app: &App, account: NewAccount) -> Result<(), SignupErro
             Err(anyhow::anyhow!("a new account's id collided with an existing one").into())
         }
         Err(TransactError::Unexpected(e)) => Err(e.context("creating an account").into()),
+    }
+}
+
+/// A signup on an address that already has an account leaves what a new account would
+/// have left, so that nothing afterwards tells the two apart: its username is claimed
+/// (until the unverified-account cleanup would have freed it), and its password is held
+/// on the address's claim as a *pending signup* until then. The owner of the address has
+/// the "you already have an account" email.
+async fn hold_pending_signup(
+    app: &App,
+    account: &NewAccount,
+    email_claim: &Item,
+) -> Result<(), SignupError> {
+    let Some(pending) =
+        PendingSignup::for_claim(app, email_claim, account.password.as_secret()).await?
+    else {
+        return Ok(());
+    };
+    let mut writes = vec![pending.email_claim_write(account.email.canonical())];
+    if let Some(username) = &account.username {
+        writes
+            .push(Write::put(pending.username_claim(username.canonical())).when(Cond::ItemAbsent));
+    }
+    match app.store.transact(writes).await {
+        Ok(()) => Ok(()),
+        Err(e) if e.failed_at(1).is_some() => Err(SignupError::UsernameTaken),
+        // The account changed hands meanwhile (deleted by the cleanup): nothing to hold.
+        Err(TransactError::ConditionFailed { .. }) => Ok(()),
+        Err(TransactError::Unexpected(e)) => Err(e.context("holding a pending signup").into()),
+    }
+}
+
+/// The password of a signup (or of an email correction) made on an address that already
+/// has an account, hashed with that account's own salt and parameters, so that a login
+/// checks both with one argon2 computation: a login with it is answered
+/// `403 email_not_verified` with the same work as the owner of a genuinely new account
+/// gets, and it never logs anyone in. It is held until the unverified-account cleanup
+/// would have deleted a new account.
+struct PendingSignup {
+    owner_id: String,
+    hash: crate::password::PasswordHash,
+    until: i64,
+}
+
+impl PendingSignup {
+    /// The pending signup of `password` on the address `email_claim` holds; `None` when
+    /// its account is being deleted (by the cleanup job).
+    async fn for_claim(
+        app: &App,
+        email_claim: &Item,
+        password: &Secret,
+    ) -> anyhow::Result<Option<PendingSignup>> {
+        let Some(owner_id) = email_claim.s(attr::USER_ID) else {
+            anyhow::bail!("an email claim has no account");
+        };
+        let Some(owner) = crate::accounts::find_by_id(app, owner_id).await? else {
+            return Ok(None);
+        };
+        Ok(Some(PendingSignup {
+            owner_id: owner_id.to_owned(),
+            hash: app
+                .passwords
+                .hash_like(password, &owner.password_hash)
+                .await?,
+            until: app.now() + app.config.unverified_account_max_age_days * 86_400,
+        }))
+    }
+
+    /// Holds the pending password on the address's claim, while it still names the owner.
+    fn email_claim_write(&self, canonical_email: &str) -> Write {
+        Write::update(
+            keys::email_claim(canonical_email),
+            vec![
+                Change::set(attr::PENDING_HASH, self.hash.0.as_str()),
+                Change::set(attr::PENDING_UNTIL, self.until),
+            ],
+        )
+        .when(Cond::eq(attr::USER_ID, self.owner_id.as_str()))
+    }
+
+    /// A claim of `canonical_username` that holds the pending password and logs no one in
+    /// (it expires when a new account's unverified username would have been freed).
+    fn username_claim(&self, canonical_username: &str) -> Item {
+        records::username_claim_item(canonical_username, &self.owner_id)
+            .with(attr::PENDING_HASH, self.hash.0.as_str())
+            .with(EXPIRES_AT, self.until)
     }
 }
 
@@ -240,7 +331,7 @@ pub async fn correct_email(app: &App, request: &ApiRequest) -> Result<ApiRespons
     let old = EmailAddress::parse(&body.email)
         .map_err(|_| errors.push(FieldError::new("email", "invalid")))
         .ok();
-    let new = EmailAddress::parse(&body.new_email)
+    let new = EmailAddress::parse_for_account(&body.new_email)
         .map_err(|_| errors.push(FieldError::new("new_email", "invalid")))
         .ok();
     let (Some(old), Some(new)) = (old, new) else {
@@ -252,6 +343,9 @@ pub async fn correct_email(app: &App, request: &ApiRequest) -> Result<ApiRespons
     Ok(verification_sent())
 }
 
+/// Checks the password of the account at `old` like a login does (claiming the
+/// address's back-off counter first, one argon2 computation whether or not there is an
+/// account), and moves it to `new` when it is right and the account is not verified.
 async fn move_unverified_account(
     app: &App,
     old: &EmailAddress,
@@ -259,13 +353,45 @@ async fn move_unverified_account(
     new: &EmailAddress,
 ) -> Result<(), SignupError> {
     let user = crate::accounts::find_by_email(app, old).await?;
+    let counter = match &user {
+        Some(user) => Counter::Address { user_id: &user.id },
+        None => Counter::Login {
+            canonical: old.canonical(),
+        },
+    };
+    let claim = match Claim::take(app.store.as_ref(), counter, app.now()).await? {
+        Ok(claim) => claim,
+        // Locked: the account moves nowhere, and the answer is the usual one.
+        Err(_) => return Ok(()),
+    };
     let verdict = app
         .passwords
         .verify(password, user.as_ref().map(|u| &u.password_hash))
         .await?;
-    let Some(user) = user.filter(|u| !u.email_verified && verdict != Verdict::Wrong) else {
+    let Some(user) = user.filter(|_| verdict != Verdict::Wrong) else {
+        app.store
+            .write(claim.failed(app.now()))
+            .await
+            .map_err(|e| anyhow::Error::from(e).context("counting a wrong password"))?;
         return Ok(());
     };
+    let moved = match user.email_verified {
+        true => Ok(()),
+        false => move_account(app, &user, password, new).await,
+    };
+    app.store
+        .write(claim.succeeded())
+        .await
+        .map_err(|e| anyhow::Error::from(e).context("clearing a password check"))?;
+    moved
+}
+
+async fn move_account(
+    app: &App,
+    user: &User,
+    password: &Secret,
+    new: &EmailAddress,
+) -> Result<(), SignupError> {
     if new.canonical() == user.email_canonical {
         // Same address: behave like a resend.
         let previous = app
@@ -273,7 +399,7 @@ async fn move_unverified_account(
             .get(&keys::verification(&user.id))
             .await
             .context("reading a verification")?;
-        return Ok(verification::resend_to(app, &user, previous.as_ref()).await?);
+        return Ok(verification::resend_to(app, user, previous.as_ref()).await?);
     }
     let now = app.now();
     let pending = verification::Pending::issue(&user.id, now)?;
@@ -287,10 +413,7 @@ async fn move_unverified_account(
         Write::delete(keys::email_claim(&user.email_canonical))
             .when(Cond::eq(attr::USER_ID, user.id.as_str())),
         Write::put(records::email_claim_item(new, &user.id)).when(Cond::ItemAbsent),
-        Write::put(moved.to_item()).when(
-            Cond::eq(attr::EMAIL_CANONICAL, user.email_canonical.as_str())
-                .and(Cond::eq(attr::EMAIL_VERIFIED, false)),
-        ),
+        Write::put(moved.to_item()).when(still_unverified_at(user)),
         // Replaces the old verification: links sent to the mistyped address die.
         Write::put(pending.to_item(None)),
     ];
@@ -301,7 +424,11 @@ async fn move_unverified_account(
         }
         Err(e) if e.failed_at(NEW_CLAIM).is_some() => {
             let claim = e.failed_at(NEW_CLAIM).and_then(|f| f.current.clone());
-            if let Some(address) = claim.as_ref().and_then(|c| c.s(attr::EMAIL)) {
+            let Some(claim) = claim else {
+                return Ok(());
+            };
+            retire_into_pending(app, user, password, new, &claim).await?;
+            if let Some(address) = claim.s(attr::EMAIL) {
                 notify_existing_owner(app, new.canonical(), address).await?;
             }
             Ok(())
@@ -309,5 +436,49 @@ async fn move_unverified_account(
         // Verified or moved meanwhile by a concurrent request: nothing to do.
         Err(TransactError::ConditionFailed { .. }) => Ok(()),
         Err(TransactError::Unexpected(e)) => Err(e.context("moving an account's email").into()),
+    }
+}
+
+/// The condition that an account is still unverified at the address it was read with.
+fn still_unverified_at(user: &User) -> Cond {
+    Cond::eq(attr::EMAIL_CANONICAL, user.email_canonical.as_str())
+        .and(Cond::eq(attr::EMAIL_VERIFIED, false))
+}
+
+/// A correction onto an address that already has an account ends as if the account had
+/// moved there: the old address is freed, and the account becomes a pending signup on
+/// the new one (its password and username held as a signup's would be). So nothing
+/// afterwards (a login at either address or by the username, a signup, a resend) tells
+/// whether the new address was taken. The unverified account itself goes: it could
+/// never be verified at an address it does not hold.
+async fn retire_into_pending(
+    app: &App,
+    user: &User,
+    password: &Secret,
+    new: &EmailAddress,
+    new_claim: &Item,
+) -> Result<(), SignupError> {
+    let Some(pending) = PendingSignup::for_claim(app, new_claim, password).await? else {
+        return Ok(());
+    };
+    let mut writes = vec![
+        Write::delete(keys::email_claim(&user.email_canonical))
+            .when(Cond::eq(attr::USER_ID, user.id.as_str())),
+        Write::delete(keys::user(&user.id)).when(still_unverified_at(user)),
+        Write::delete(keys::verification(&user.id)),
+        pending.email_claim_write(new.canonical()),
+    ];
+    if let Some(username) = &user.username_canonical {
+        writes.push(
+            Write::put(pending.username_claim(username))
+                .when(Cond::eq(attr::USER_ID, user.id.as_str())),
+        );
+    }
+    match app.store.transact(writes).await {
+        // Verified, moved or deleted meanwhile by a concurrent request: nothing to do.
+        Ok(()) | Err(TransactError::ConditionFailed { .. }) => Ok(()),
+        Err(TransactError::Unexpected(e)) => Err(e
+            .context("retiring an account into a pending signup")
+            .into()),
     }
 }

@@ -9,8 +9,19 @@ use tracing_subscriber::util::SubscriberInitExt;
 /// level (`debug`) or per-target levels (`warn,accounts::login=debug`); a value that
 /// does not parse is reported and ignored.
 pub fn init(json: bool) {
+    init_to(json, std::io::stdout);
+}
+
+/// [`init`] with the lines written to `writer` (the tests read back what would be
+/// logged).
+pub fn init_to<W>(json: bool, writer: W)
+where
+    W: for<'a> tracing_subscriber::fmt::MakeWriter<'a> + Send + Sync + 'static,
+{
     let (filter, refused) = filter_from(std::env::var("RUST_LOG").ok().as_deref());
-    let format = tracing_subscriber::fmt::layer().with_target(false);
+    let format = tracing_subscriber::fmt::layer()
+        .with_target(false)
+        .with_writer(writer);
     // A second call (tests) finds a subscriber already installed; that is fine.
     let installed = if json {
         tracing_subscriber::registry()

@@ -12,7 +12,7 @@ use crate::mail::messages::Message;
 use crate::rate_limit::RateLimit;
 use crate::records::{User, attr, keys};
 use crate::secret::{self, Secret, Token};
-use crate::store::{Change, Cond, EXPIRES_AT, Item, Write, WriteError, schema};
+use crate::store::{Change, Cond, EXPIRES_AT, Item, Key, Write, WriteError, schema};
 
 /// How long a verification link and code work.
 pub const VALID_HOURS: i64 = 24;
@@ -145,7 +145,7 @@ pub async fn verify(app: &App, request: &ApiRequest) -> Result<ApiResponse, Prob
         (None, Some(email), Some(code)) => {
             let email = EmailAddress::parse(&email)
                 .map_err(|_| Problem::validation(vec![FieldError::new("email", "invalid")]))?;
-            verify_by_code(app, &email, &code).await?
+            verify_by_code(app, request, &email, &code).await?
         }
         _ => {
             return Err(Problem::invalid_request(
@@ -201,20 +201,64 @@ async fn verify_by_token(app: &App, text: &Secret) -> Result<(), VerifyError> {
     }
 }
 
-async fn verify_by_code(app: &App, email: &EmailAddress, code: &Secret) -> Result<(), VerifyError> {
+/// The id used in place of an account's for an address with no account, so that a code
+/// for it costs the same conditional write as one for a real account: no account has
+/// it (ids are UUIDs), so the write always finds nothing.
+const NO_ACCOUNT: &str = "no-account";
+
+/// Wrong codes (in fact all code attempts) an address takes in a day, across resends.
+pub const CODE_ATTEMPTS_PER_DAY: i64 = 10;
+
+/// The counter of an address's code attempts on one day (UTC), kept for that day.
+fn daily_attempts_write(email: &EmailAddress, now: i64) -> Write {
+    let day = now.div_euclid(86_400);
+    Write::update(
+        Key::new(format!("VERIFYCODE#{}", email.canonical()), day.to_string()),
+        vec![
+            Change::add(attr::COUNT, 1),
+            Change::set(EXPIRES_AT, (day + 1) * 86_400),
+        ],
+    )
+    .when(Cond::attr_absent(attr::COUNT).or(Cond::lt(attr::COUNT, CODE_ATTEMPTS_PER_DAY)))
+}
+
+/// `{"email", "code"}`: the same answer (`invalid_code`) and the same work for an
+/// unknown, verified, pending or expired address: (1) the address's claim read, its
+/// daily attempt counter and the caller's IP counter, in parallel; (2) one conditional
+/// write counting the attempt on the account's pending verification (five per code;
+/// for no account, on an id no account has); (3) only for the right code, the
+/// transaction that redeems it.
+async fn verify_by_code(
+    app: &App,
+    request: &ApiRequest,
+    email: &EmailAddress,
+    code: &Secret,
+) -> Result<(), Problem> {
     let code = code.expose().trim();
     if code.len() != 6 || !code.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(VerifyError::InvalidCode);
+        return Err(VerifyError::InvalidCode.into());
     }
-    let claim = app
-        .store
-        .get(&keys::email_claim(email.canonical()))
-        .await
-        .context("reading an email claim")?;
+    let now = app.now();
+    let limit = RateLimit::per_hour("verify", app.config.limits.verify_attempts_per_ip_per_hour);
+    let claim_key = keys::email_claim(email.canonical());
+    let (claim, daily, per_ip) = tokio::join!(
+        app.store.get(&claim_key),
+        app.store.write(daily_attempts_write(email, now)),
+        limit.check_ip(app, &request.client),
+    );
+    per_ip?;
+    let claim = claim.context("reading an email claim")?;
+    let within_today = match daily {
+        Ok(_) => true,
+        Err(WriteError::ConditionFailed { .. }) => false,
+        Err(WriteError::Unexpected(e)) => {
+            return Err(e.context("counting a verification code attempt").into());
+        }
+    };
     let user_id = claim
         .as_ref()
         .and_then(|c| c.s(attr::USER_ID))
-        .ok_or(VerifyError::InvalidCode)?
+        .unwrap_or(NO_ACCOUNT)
         .to_owned();
     // Count the attempt before judging it, so a burst of parallel guesses still gets
     // only five tries between them.
@@ -230,14 +274,8 @@ async fn verify_by_code(app: &App, email: &EmailAddress, code: &Secret) -> Resul
         .await;
     let pending = match attempt {
         Ok(Some(item)) => item,
-        Ok(None) => return Err(VerifyError::InvalidCode),
-        Err(WriteError::ConditionFailed { current }) => {
-            let expired = current.is_some_and(|item| item.is_expired(app.now()));
-            return Err(if expired {
-                VerifyError::TokenExpired
-            } else {
-                VerifyError::InvalidCode
-            });
+        Ok(None) | Err(WriteError::ConditionFailed { .. }) => {
+            return Err(VerifyError::InvalidCode.into());
         }
         Err(WriteError::Unexpected(e)) => {
             return Err(e.context("counting a verification code attempt").into());
@@ -247,14 +285,16 @@ async fn verify_by_code(app: &App, email: &EmailAddress, code: &Secret) -> Resul
     let right = pending
         .s(attr::CODE_HASH)
         .is_some_and(|stored| secret::digests_match(stored, &digest));
-    if !right {
-        return Err(VerifyError::InvalidCode);
+    if !right || !within_today {
+        return Err(VerifyError::InvalidCode.into());
     }
     let spend = Cond::eq(attr::CODE_HASH, digest.as_str());
     match app.store.transact(redeem(&user_id, spend)).await {
         Ok(()) => Ok(()),
         // A resend or another redemption got there first.
-        Err(crate::store::TransactError::ConditionFailed { .. }) => Err(VerifyError::InvalidCode),
+        Err(crate::store::TransactError::ConditionFailed { .. }) => {
+            Err(VerifyError::InvalidCode.into())
+        }
         Err(crate::store::TransactError::Unexpected(e)) => {
             Err(e.context("redeeming a verification code").into())
         }

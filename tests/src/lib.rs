@@ -300,6 +300,7 @@ impl TestApp {
                     recorder.record(violation);
                 }
             })),
+            read_timeout: dev_server::READ_TIMEOUT,
         };
         tokio::spawn(dev_server::serve(listener, server));
         TestApp {

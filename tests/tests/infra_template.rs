@@ -1566,6 +1566,40 @@ fn describe(permissions: &BTreeSet<Permission>) -> Vec<String> {
         .collect()
 }
 
+/// Whether an item of this key is one that lives until something deletes it: an account,
+/// or a claim of an address or username that belongs to one.
+fn kept_until_deleted(item: &Item) -> bool {
+    let key = item.key().expect("a stored item has a key");
+    match key.sk.as_str() {
+        "PROFILE" => true,
+        // A username held for a pending signup expires; a real claim does not.
+        "CLAIM" => item.s("pending_hash").is_none() || key.pk.starts_with("EMAIL#"),
+        _ => false,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn everything_the_functions_write_expires_but_accounts_and_their_claims() {
+    let clock = ManualClock::starting_now();
+    let memory = Arc::new(MemoryStore::new(clock.clone()));
+    let table: Arc<dyn Store> = memory.clone();
+    let shared = table.clone();
+    let deployment = Deployment::new(clock.clone(), "accounts-expiry-check", table, |_| {
+        let table = shared.clone();
+        async move { (table, None) }
+    })
+    .await;
+    drive_every_function(&deployment).await;
+    let items = memory.raw_items();
+    assert!(items.len() > 20, "the scenario left {} items", items.len());
+    let without: Vec<String> = items
+        .iter()
+        .filter(|item| !kept_until_deleted(item) && item.n(EXPIRES_AT).is_none())
+        .map(|item| format!("{:?}", item.key()))
+        .collect();
+    assert!(without.is_empty(), "items that never expire: {without:?}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_function_may_do_exactly_what_its_code_does() {
     let clock = ManualClock::starting_now();

@@ -104,12 +104,12 @@ impl ApiRequest {
 }
 
 /// A parameter of `application/x-www-form-urlencoded` text (a query string or an
-/// HTML form's body), percent-decoded.
+/// HTML form's body), decoded by the WHATWG rules (`+` is a space, `%XX` a byte, and
+/// anything else as written).
 pub fn form_param(encoded: &str, name: &str) -> Option<String> {
-    encoded.split('&').find_map(|pair| {
-        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-        (percent_decode(key) == name).then(|| percent_decode(value))
-    })
+    form_urlencoded::parse(encoded.as_bytes())
+        .find(|(key, _)| key == name)
+        .map(|(_, value)| value.into_owned())
 }
 
 pub fn payload_too_large() -> Problem {
@@ -118,29 +118,6 @@ pub fn payload_too_large() -> Problem {
         "payload_too_large",
         "The request body is larger than 16 KiB.",
     )
-}
-
-fn percent_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'+' => out.push(b' '),
-            b'%' if i + 2 < bytes.len() => {
-                match u8::from_str_radix(text.get(i + 1..i + 3).unwrap_or("zz"), 16) {
-                    Ok(byte) => {
-                        out.push(byte);
-                        i += 2;
-                    }
-                    Err(_) => out.push(b'%'),
-                }
-            }
-            other => out.push(other),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// A response as the handlers build it.
@@ -242,6 +219,16 @@ mod tests {
         assert_eq!(req.query_param("token").unwrap(), "a.b+c d");
         assert_eq!(req.query_param("limit").unwrap(), "5");
         assert!(req.query_param("missing").is_none());
+    }
+
+    #[test]
+    fn a_percent_sign_that_is_no_escape_stays_as_written() {
+        // `u8::from_str_radix` accepts a sign: "%+1" once decoded to byte 0x01.
+        let mut req = request("application/json", "");
+        req.query = Some("cursor=%+1&x=%zz&y=100%".into());
+        assert_eq!(req.query_param("cursor").unwrap(), "% 1");
+        assert_eq!(req.query_param("x").unwrap(), "%zz");
+        assert_eq!(req.query_param("y").unwrap(), "100%");
     }
 
     #[test]

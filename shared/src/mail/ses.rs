@@ -67,8 +67,14 @@ impl Mailer for SesMailer {
             .send()
             .await
             // The SDK error's own Display is only "service error"; the context form
-            // carries SES's code and message (e.g. MessageRejected: address not verified).
-            .map_err(|err| anyhow::anyhow!("{}", DisplayErrorContext(err)))
+            // carries SES's code and message (e.g. MessageRejected: address not verified),
+            // which can name the recipient: only its domain is kept.
+            .map_err(|err| {
+                anyhow::anyhow!(
+                    "{}",
+                    crate::redact::addresses(&DisplayErrorContext(err).to_string())
+                )
+            })
             .context("sending an email with SES SendEmail")?;
         // The message id ties our logs to SES's delivery, bounce and complaint events;
         // the address is left out of logs on purpose.

@@ -32,6 +32,7 @@ pub async fn run_all(store: &dyn Store, clock: &ManualClock) {
         every_value_type_survives_a_put_and_get,
         getting_a_missing_item_finds_nothing,
         reads_with_empty_keys_find_nothing,
+        keys_over_dynamodbs_limits_are_refused,
         get_many_returns_the_live_subset_whatever_the_order,
         get_many_reads_more_than_one_batch,
         a_put_if_absent_succeeds_once_then_reports_the_current_item,
@@ -269,6 +270,40 @@ async fn reads_with_empty_keys_find_nothing(store: &dyn Store, _: &ManualClock) 
         .await
         .expect("query");
     assert_eq!(page.items, vec![item(&real)]);
+}
+
+async fn keys_over_dynamodbs_limits_are_refused(store: &dyn Store, _: &ManualClock) {
+    let pk = partition("longkeys");
+    // At the limits: fine.
+    let longest = Key::new(
+        format!("{pk}{}", "p".repeat(super::MAX_PK_BYTES - pk.len())),
+        "s".repeat(super::MAX_SK_BYTES),
+    );
+    put(store, item(&longest)).await;
+    assert_eq!(get(store, &longest).await, Some(item(&longest)));
+    // One byte over, in either part: refused by every kind of call.
+    let over = [
+        Key::new(format!("{}x", longest.pk), "s"),
+        Key::new(&pk, format!("{}x", longest.sk)),
+    ];
+    for key in &over {
+        assert!(
+            store.get(key).await.is_err(),
+            "get {} + {}",
+            key.pk.len(),
+            key.sk.len()
+        );
+        assert!(store.get_many(std::slice::from_ref(key)).await.is_err());
+        assert!(store.write(Write::put(item(key))).await.is_err());
+        assert!(store.write(Write::delete(key.clone())).await.is_err());
+        assert!(store.transact(vec![Write::put(item(key))]).await.is_err());
+        assert!(
+            store
+                .query(&Query::partition(&key.pk).after(Some(key.clone())))
+                .await
+                .is_err()
+        );
+    }
 }
 
 async fn get_many_returns_the_live_subset_whatever_the_order(store: &dyn Store, _: &ManualClock) {

@@ -594,6 +594,7 @@ impl Store for DynamoStore {
     }
 
     async fn query(&self, query: &Query) -> anyhow::Result<Page> {
+        query.check_size()?;
         if query.limit == 0 || query.pk.is_empty() {
             return Ok(Page::default());
         }
@@ -669,7 +670,13 @@ impl Store for DynamoStore {
                 .set_exclusive_start_key(start.take())
                 .send()
                 .await
-                .with_context(|| format!("Query {:?} on {}", query.pk, self.table))?;
+                .with_context(|| {
+                    format!(
+                        "Query {} on {}",
+                        crate::redact::partition(&query.pk),
+                        self.table
+                    )
+                })?;
             for attributes in out.items() {
                 let item = from_attributes(attributes)?;
                 if item.is_expired(now) && !query.include_expired {

@@ -38,6 +38,14 @@ impl MemoryStore {
     pub fn raw_len(&self) -> usize {
         self.items.lock().map(|items| items.len()).unwrap_or(0)
     }
+
+    /// Every item, expired ones included: for checks over everything a scenario wrote.
+    pub fn raw_items(&self) -> Vec<Item> {
+        self.items
+            .lock()
+            .map(|items| items.values().cloned().collect())
+            .unwrap_or_default()
+    }
 }
 
 fn alive(item: Option<&Item>, now: i64) -> Option<&Item> {
@@ -106,11 +114,13 @@ fn commit(items: &mut BTreeMap<Key, Item>, effect: Effect) {
 #[async_trait]
 impl Store for MemoryStore {
     async fn get(&self, key: &Key) -> anyhow::Result<Option<Item>> {
+        key.check_size()?;
         let now = self.clock.now();
         Ok(alive(self.lock()?.get(key), now).cloned())
     }
 
     async fn get_many(&self, keys: &[Key]) -> anyhow::Result<Vec<Item>> {
+        keys.iter().try_for_each(Key::check_size)?;
         let now = self.clock.now();
         let items = self.lock()?;
         Ok(keys
@@ -120,6 +130,7 @@ impl Store for MemoryStore {
     }
 
     async fn query(&self, query: &Query) -> anyhow::Result<Page> {
+        query.check_size()?;
         let now = self.clock.now();
         let (pk_attr, sk_attr) = match query.index {
             None => (super::PK, super::SK),

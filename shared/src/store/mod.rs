@@ -30,12 +30,24 @@ pub const PK: &str = "pk";
 /// Sort key attribute.
 pub const SK: &str = "sk";
 
-/// The primary key of one item.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+/// The primary key of one item. Its `Debug` form is the one logs may show
+/// ([`crate::redact::LoggedKey`]): error contexts name keys.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Key {
     pub pk: String,
     pub sk: String,
 }
+
+impl std::fmt::Debug for Key {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Key({})", crate::redact::LoggedKey(self))
+    }
+}
+
+/// DynamoDB's largest partition key, in bytes of UTF-8.
+pub const MAX_PK_BYTES: usize = 2048;
+/// DynamoDB's largest sort key, in bytes of UTF-8.
+pub const MAX_SK_BYTES: usize = 1024;
 
 impl Key {
     pub fn new(pk: impl Into<String>, sk: impl Into<String>) -> Self {
@@ -43,6 +55,20 @@ impl Key {
             pk: pk.into(),
             sk: sk.into(),
         }
+    }
+
+    /// Refuses a key longer than DynamoDB allows, as DynamoDB does (a `ValidationException`
+    /// there), so that both stores fail alike; what a request carries is checked before it
+    /// ever reaches a key.
+    pub fn check_size(&self) -> anyhow::Result<()> {
+        if self.pk.len() > MAX_PK_BYTES || self.sk.len() > MAX_SK_BYTES {
+            anyhow::bail!(
+                "a key of {} + {} bytes is over DynamoDB's limits ({MAX_PK_BYTES} + {MAX_SK_BYTES})",
+                self.pk.len(),
+                self.sk.len()
+            );
+        }
+        Ok(())
     }
 }
 
@@ -460,6 +486,7 @@ impl Write {
         if key.pk.is_empty() || key.sk.is_empty() {
             anyhow::bail!("key attributes cannot be empty strings");
         }
+        key.check_size()?;
         if let Write::Update { changes, .. } = self {
             let mut touched = BTreeSet::new();
             for change in changes {
@@ -546,6 +573,21 @@ impl Query {
         self.start_after = key;
         self
     }
+    /// Refuses a partition or resume key longer than DynamoDB allows (both stores call
+    /// this first: DynamoDB Local answers some such queries instead of refusing them).
+    pub fn check_size(&self) -> anyhow::Result<()> {
+        if self.pk.len() > MAX_PK_BYTES {
+            anyhow::bail!(
+                "a partition key of {} bytes is over DynamoDB's limit",
+                self.pk.len()
+            );
+        }
+        match &self.start_after {
+            Some(after) => after.check_size(),
+            None => Ok(()),
+        }
+    }
+
     /// Returns expired items too (see [`Query::include_expired`]).
     pub fn including_expired(mut self) -> Query {
         self.include_expired = true;
