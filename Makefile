@@ -73,6 +73,7 @@ watch: ## every function under cargo lambda watch, over DynamoDB Local and the S
 	  RUST_LOG=$${RUST_LOG:-info}
 	# Every function process must share the keys (in AWS they come from SSM).
 	export JWT_SIGNING_KEY="$$(openssl genpkey -algorithm ed25519)"
+	export JWT_VERIFICATION_KEYS="$$(printf '%s\n' "$$JWT_SIGNING_KEY" | openssl pkey -pubout)"
 	export TOTP_ENCRYPTION_KEY="$$(openssl rand -base64 32)"
 	# DynamoDB Local starts empty: the local server creates the table (the same code as
 	# the tests), then stops.

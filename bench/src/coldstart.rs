@@ -104,13 +104,57 @@ fn sentinel() -> anyhow::Result<(u16, Arc<AtomicUsize>)> {
     Ok((port, count))
 }
 
-/// What every function needs to start: configuration and keys given directly (no SSM
-/// call), dummy credentials, and every AWS endpoint on the local sentinel.
+/// The keys a deployment gives its functions (in the environment here, in place of SSM).
+struct Keys {
+    signing: String,
+    verification: String,
+    totp: String,
+}
+
+impl Keys {
+    fn generate() -> anyhow::Result<Keys> {
+        let signing = accounts::access_token::generate_ed25519_pem()?;
+        let verification =
+            accounts::access_token::AccessTokens::from_pem(&signing, None, "i", "a")?
+                .public_pem()
+                .ok_or_else(|| anyhow::anyhow!("a signing key has a public half"))?;
+        let totp = base64::engine::general_purpose::STANDARD
+            .encode(accounts::secret::random_bytes::<32>()?);
+        Ok(Keys {
+            signing,
+            verification,
+            totp,
+        })
+    }
+
+    /// The keys `function` is given as deployed: exactly those it needs.
+    fn environment_of(&self, function: &str) -> Vec<(String, String)> {
+        let needs = accounts::http::router::Function::ALL
+            .iter()
+            .find(|f| f.name() == function)
+            .map(|f| f.keys_needed())
+            .unwrap_or_default();
+        let mut keys = Vec::new();
+        if needs.signing_key {
+            keys.push(("JWT_SIGNING_KEY".to_owned(), self.signing.clone()));
+        }
+        if needs.verification_keys {
+            keys.push((
+                "JWT_VERIFICATION_KEYS".to_owned(),
+                self.verification.clone(),
+            ));
+        }
+        if needs.totp_key {
+            keys.push(("TOTP_ENCRYPTION_KEY".to_owned(), self.totp.clone()));
+        }
+        keys
+    }
+}
+
+/// What every function needs to start: configuration given directly, dummy credentials,
+/// and every AWS endpoint on the local sentinel (the keys: [`Keys::environment_of`]).
 fn environment(runtime_port: u16, sentinel_port: u16) -> anyhow::Result<Vec<(String, String)>> {
     let endpoint = format!("http://127.0.0.1:{sentinel_port}");
-    let signing_key = accounts::access_token::generate_ed25519_pem()?;
-    let totp_key =
-        base64::engine::general_purpose::STANDARD.encode(accounts::secret::random_bytes::<32>()?);
     let missing = std::env::temp_dir().join("accounts-bench-no-such-file");
     let missing = missing.display().to_string();
     let pairs = [
@@ -141,8 +185,6 @@ fn environment(runtime_port: u16, sentinel_port: u16) -> anyhow::Result<Vec<(Str
             "MAIL_FROM",
             "Account Security <no-reply@accounts.test>".to_owned(),
         ),
-        ("JWT_SIGNING_KEY", signing_key),
-        ("TOTP_ENCRYPTION_KEY", totp_key),
         ("RUST_LOG", "info".to_owned()),
     ];
     Ok(pairs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect())
@@ -222,6 +264,7 @@ pub fn run(options: &Options) -> anyhow::Result<serde_json::Value> {
     let (sentinel_port, connections) = sentinel()?;
     let mut env = environment(runtime_port, sentinel_port)?;
     env.extend(options.extra_env.iter().cloned());
+    let keys = Keys::generate()?;
     let mut targets: Vec<Target> = std::iter::once(BASELINE.to_owned())
         .chain(options.functions.iter().cloned())
         .map(|name| Target {
@@ -239,6 +282,8 @@ pub fn run(options: &Options) -> anyhow::Result<serde_json::Value> {
     // One warm-up each (page cache), then the measured runs, round-robin.
     for round in 0..=options.runs {
         for target in &mut targets {
+            let mut env = env.clone();
+            env.extend(keys.environment_of(&target.name));
             let (ms, network) = one_run(target, &env, &arrivals, &connections, &options.log_dir)?;
             if round > 0 {
                 target.samples.push(ms);

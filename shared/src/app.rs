@@ -22,8 +22,21 @@ pub struct App {
     pub mailer: Arc<dyn Mailer>,
     pub clock: Arc<dyn Clock>,
     pub passwords: PasswordHasher,
-    pub tokens: Arc<AccessTokens>,
+    tokens: Arc<TokenKeys>,
     pub totp_keys: Arc<TotpKeys>,
+}
+
+/// The access-token keys: the configured ones, or (no key configured: the local server,
+/// the tests, and the functions that never see a token) a key generated on first use, so
+/// that a function that never issues or checks a token never pays for making one at its
+/// cold start (generating an Ed25519 key seeds aws-lc's random generator: ~20 ms).
+enum TokenKeys {
+    Configured(AccessTokens),
+    Generated {
+        keys: std::sync::OnceLock<AccessTokens>,
+        issuer: String,
+        audience: String,
+    },
 }
 
 impl App {
@@ -35,26 +48,22 @@ impl App {
     ) -> anyhow::Result<App> {
         let passwords = PasswordHasher::new(config.password_hashing)?;
         let tokens = match (&config.jwt_signing_key, &config.jwt_verification_keys) {
-            (Some(pem), _) => AccessTokens::from_pem(
+            (Some(pem), _) => TokenKeys::Configured(AccessTokens::from_pem(
                 pem.expose(),
                 config.jwt_previous_signing_key.as_ref().map(|k| k.expose()),
                 &config.jwt_issuer,
                 &config.jwt_audience,
-            )?,
-            (None, Some(public)) => {
-                AccessTokens::verify_only(public, &config.jwt_issuer, &config.jwt_audience)?
-            }
-            (None, None) => {
-                tracing::debug!(
-                    "no JWT_SIGNING_KEY: signing with a key generated for this process"
-                );
-                AccessTokens::from_pem(
-                    &generate_ed25519_pem()?,
-                    None,
-                    &config.jwt_issuer,
-                    &config.jwt_audience,
-                )?
-            }
+            )?),
+            (None, Some(public)) => TokenKeys::Configured(AccessTokens::verify_only(
+                public,
+                &config.jwt_issuer,
+                &config.jwt_audience,
+            )?),
+            (None, None) => TokenKeys::Generated {
+                keys: std::sync::OnceLock::new(),
+                issuer: config.jwt_issuer.clone(),
+                audience: config.jwt_audience.clone(),
+            },
         };
         let totp_keys = TotpKeys::new(
             match &config.totp_encryption_key {
@@ -80,6 +89,36 @@ impl App {
 
     pub fn now(&self) -> i64 {
         self.clock.now()
+    }
+
+    /// The same app over another store (tests that wrap the store).
+    pub fn with_store(&self, store: Arc<dyn Store>) -> App {
+        App {
+            store,
+            ..self.clone()
+        }
+    }
+
+    /// The keys that issue and check access tokens.
+    pub fn tokens(&self) -> anyhow::Result<&AccessTokens> {
+        match self.tokens.as_ref() {
+            TokenKeys::Configured(keys) => Ok(keys),
+            TokenKeys::Generated {
+                keys,
+                issuer,
+                audience,
+            } => {
+                if let Some(keys) = keys.get() {
+                    return Ok(keys);
+                }
+                tracing::debug!(
+                    "no JWT_SIGNING_KEY: signing with a key generated for this process"
+                );
+                let generated =
+                    AccessTokens::from_pem(&generate_ed25519_pem()?, None, issuer, audience)?;
+                Ok(keys.get_or_init(|| generated))
+            }
+        }
     }
 
     /// Renders and sends one message to an account's stored address.

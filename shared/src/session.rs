@@ -198,7 +198,7 @@ fn issue(
     // An access token never outlives its session.
     let expires_at = (now + app.config.sessions.access_token).min(session_ends_at);
     Ok(TokenPair {
-        access_token: app.tokens.issue(user_id, session_id, now, expires_at)?,
+        access_token: app.tokens()?.issue(user_id, session_id, now, expires_at)?,
         token_type: "Bearer",
         expires_in: expires_at - now,
         refresh_token: refresh.expose(),
@@ -480,7 +480,7 @@ pub fn bearer(app: &App, request: &ApiRequest) -> Result<Principal, Problem> {
         return Err(unauthorized());
     }
     let claims = app
-        .tokens
+        .tokens()?
         .verify(token.trim(), app.now())
         .map_err(|_| unauthorized())?;
     Ok(Principal {

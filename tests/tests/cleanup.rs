@@ -171,7 +171,7 @@ on_both_backends! {
             inner: app.app.store.clone(),
             hook: Mutex::new(Some(verify)),
         });
-        let racing = App { store: store.clone(), ..app.app.clone() };
+        let racing = app.app.with_store(store.clone());
 
         let report = run(&racing).await;
         assert!(store.hook.lock().expect("lock").is_none(), "the job never tried a delete");

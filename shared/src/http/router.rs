@@ -517,7 +517,10 @@ pub async fn dispatch_to<G: RouteGroup>(app: &App, request: ApiRequest) -> ApiRe
 
 /// `GET /.well-known/jwks.json`: prepared at cold start; public keys may be cached.
 fn jwks(app: &App) -> ApiResponse {
-    let mut response = http::Response::new(app.tokens.jwks());
+    let Ok(tokens) = app.tokens() else {
+        return super::problem(&Problem::internal(&anyhow::anyhow!("no access-token keys")));
+    };
+    let mut response = http::Response::new(tokens.jwks());
     let headers = response.headers_mut();
     headers.insert(
         http::header::CONTENT_TYPE,

@@ -99,6 +99,33 @@ fn prepare(
     })
 }
 
+/// Applies changes that cannot fail to the stored item where it is (a fresh item when it
+/// is absent or expired), and hands the changed item back.
+fn update_in_place<'a>(
+    items: &'a mut BTreeMap<Key, Item>,
+    key: Key,
+    changes: &[Change],
+    now: i64,
+) -> anyhow::Result<&'a Item> {
+    let item = match items.entry(key) {
+        std::collections::btree_map::Entry::Occupied(entry) => {
+            let item = entry.into_mut();
+            if item.is_expired(now) {
+                *item = Item::new(&item.key().unwrap_or_else(|| Key::new("", "")));
+            }
+            item
+        }
+        std::collections::btree_map::Entry::Vacant(entry) => {
+            let item = Item::new(entry.key());
+            entry.insert(item)
+        }
+    };
+    for change in changes {
+        change.apply(item)?;
+    }
+    Ok(item)
+}
+
 fn commit(items: &mut BTreeMap<Key, Item>, effect: Effect) {
     match effect {
         Effect::Insert(key, item) => {
@@ -207,22 +234,15 @@ impl Store for MemoryStore {
         let now = self.clock.now();
         let mut items = self.lock()?;
         check(&items, &write, now).map_err(|current| WriteError::ConditionFailed { current })?;
-        if let Write::Update { key, changes, .. } = &write
-            && !changes.iter().any(Change::can_fail)
-        {
-            // Nothing can fail from here: change the stored item where it is, rather than
-            // a copy (one clone fewer per update: refreshes are one update each).
-            if alive(items.get(key), now).is_none() {
-                items.insert(key.clone(), Item::new(key));
+        let write = match write {
+            Write::Update { key, changes, .. } if !changes.iter().any(Change::can_fail) => {
+                // Nothing can fail from here: change the stored item where it is, rather
+                // than a copy (one clone fewer per update).
+                let item = update_in_place(&mut items, key, &changes, now)?;
+                return Ok(Some(item.clone()));
             }
-            let item = items
-                .get_mut(key)
-                .ok_or_else(|| anyhow!("the item just stored is missing"))?;
-            for change in changes {
-                change.apply(item)?;
-            }
-            return Ok(Some(item.clone()));
-        }
+            write => write,
+        };
         let (effect, returned) = prepare(&items, write, now)?;
         commit(&mut items, effect);
         Ok(returned)
@@ -244,12 +264,24 @@ impl Store for MemoryStore {
         if !failed.is_empty() {
             return Err(TransactError::ConditionFailed { failed });
         }
-        let effects = writes
-            .into_iter()
-            .map(|write| prepare(&items, write, now).map(|(effect, _)| effect))
-            .collect::<anyhow::Result<Vec<Effect>>>()?;
+        // Work out every write that can still fail before changing anything; the others
+        // (puts, deletes, updates that only set or remove) then apply in place.
+        let mut in_place = Vec::new();
+        let mut effects = Vec::new();
+        for write in writes {
+            match write {
+                Write::Update { key, changes, .. } if !changes.iter().any(Change::can_fail) => {
+                    in_place.push((key, changes));
+                }
+                Write::Check { .. } => {}
+                write => effects.push(prepare(&items, write, now)?.0),
+            }
+        }
         for effect in effects {
             commit(&mut items, effect);
+        }
+        for (key, changes) in in_place {
+            update_in_place(&mut items, key, &changes, now)?;
         }
         Ok(())
     }
