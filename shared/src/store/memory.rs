@@ -54,11 +54,18 @@ fn alive(item: Option<&Item>, now: i64) -> Option<&Item> {
 
 /// Checks one write against the table; `Err` carries the item as it stood.
 fn check(items: &BTreeMap<Key, Item>, write: &Write, now: i64) -> Result<(), Option<Item>> {
-    let key = write.key();
-    let stored = items.get(&key);
-    match write.cond() {
-        Some(cond) if !cond.holds_for(alive(stored, now)) => Err(stored.cloned()),
-        _ => Ok(()),
+    let Some(cond) = write.cond() else {
+        return Ok(());
+    };
+    let stored = match write {
+        Write::Update { key, .. } | Write::Delete { key, .. } | Write::Check { key, .. } => {
+            items.get(key)
+        }
+        Write::Put { .. } => items.get(&write.key()),
+    };
+    match cond.holds_for(alive(stored, now)) {
+        true => Ok(()),
+        false => Err(stored.cloned()),
     }
 }
 
@@ -167,9 +174,24 @@ impl Store for MemoryStore {
             }
         };
         let items = self.lock()?;
+        // A table query reads its partition only (keys order by partition first); an
+        // index query looks at every item.
+        let candidates: Box<dyn Iterator<Item = (&Key, &Item)>> = match query.index {
+            None => {
+                let start = Key::new(
+                    query.pk.as_str(),
+                    query.sk_prefix.as_deref().unwrap_or_default(),
+                );
+                Box::new(
+                    items
+                        .range(start..)
+                        .take_while(|(key, _)| key.pk == query.pk),
+                )
+            }
+            Some(_) => Box::new(items.iter()),
+        };
         // Index order is (index sort key, table key), as DynamoDB orders ties.
-        let mut matching: Vec<(&str, &Key, &Item)> = items
-            .iter()
+        let mut matching: Vec<(&str, &Key, &Item)> = candidates
             .filter(|(_, item)| {
                 (query.include_expired || !item.is_expired(now))
                     && item.s(pk_attr) == Some(&query.pk)

@@ -466,6 +466,19 @@ impl Write {
         }
     }
 
+    /// The key's two parts, borrowed (a put's from its item).
+    pub fn key_parts(&self) -> (&str, &str) {
+        match self {
+            Write::Put { item, .. } => (
+                item.s(PK).unwrap_or_default(),
+                item.s(SK).unwrap_or_default(),
+            ),
+            Write::Update { key, .. } | Write::Delete { key, .. } | Write::Check { key, .. } => {
+                (&key.pk, &key.sk)
+            }
+        }
+    }
+
     /// Refuses what DynamoDB refuses, so that both stores fail alike: empty key
     /// strings, empty string sets, updates of the key, two changes to one attribute.
     pub fn validate(&self) -> anyhow::Result<()> {
@@ -657,7 +670,7 @@ pub fn validate_transaction(writes: &[Write]) -> anyhow::Result<()> {
     if writes.is_empty() || writes.len() > MAX_TRANSACTION_WRITES {
         anyhow::bail!("a transaction holds 1 to 100 writes, not {}", writes.len());
     }
-    let keys: BTreeSet<Key> = writes.iter().map(Write::key).collect();
+    let keys: BTreeSet<(&str, &str)> = writes.iter().map(Write::key_parts).collect();
     if keys.len() != writes.len() {
         anyhow::bail!("a transaction cannot touch one item twice");
     }
