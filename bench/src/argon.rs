@@ -22,8 +22,8 @@ const PASSWORD: &[u8] = b"tangerine-quartz-88";
 const SALT: &[u8] = b"accounts-bench-salt!";
 
 /// The argon2 parameters the product is configured with (`ARGON2_*`, else defaults).
-pub fn configured() -> anyhow::Result<accounts::password::HashParams> {
-    let config = accounts::config::Config::from_lookup(|name| {
+pub fn configured() -> anyhow::Result<accounts::credentials::password::HashParams> {
+    let config = accounts::app::config::Config::from_lookup(|name| {
         std::env::var(name)
             .ok()
             .filter(|v| !v.is_empty())
@@ -100,8 +100,8 @@ fn fresh_vs_reused(
 /// Hash and verify through the product's own `PasswordHasher` (its blocking-pool task,
 /// its memory reuse), awaited one at a time.
 fn product(runs: usize) -> anyhow::Result<(Vec<f64>, Vec<f64>)> {
-    use accounts::password::{NewPassword, PasswordHasher};
-    use accounts::secret::Secret;
+    use accounts::credentials::password::{NewPassword, PasswordHasher};
+    use accounts::values::secret::Secret;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;

@@ -113,13 +113,13 @@ struct Keys {
 
 impl Keys {
     fn generate() -> anyhow::Result<Keys> {
-        let signing = accounts::access_token::generate_ed25519_pem()?;
+        let signing = accounts::credentials::access_token::generate_ed25519_pem()?;
         let verification =
-            accounts::access_token::AccessTokens::from_pem(&signing, None, "i", "a")?
+            accounts::credentials::access_token::AccessTokens::from_pem(&signing, None, "i", "a")?
                 .public_pem()
                 .ok_or_else(|| anyhow::anyhow!("a signing key has a public half"))?;
         let totp = base64::engine::general_purpose::STANDARD
-            .encode(accounts::secret::random_bytes::<32>()?);
+            .encode(accounts::values::secret::random_bytes::<32>()?);
         Ok(Keys {
             signing,
             verification,
@@ -129,7 +129,7 @@ impl Keys {
 
     /// The keys `function` is given as deployed: exactly those it needs.
     fn environment_of(&self, function: &str) -> Vec<(String, String)> {
-        let needs = accounts::http::router::Function::ALL
+        let needs = accounts::routes::Function::ALL
             .iter()
             .find(|f| f.name() == function)
             .map(|f| f.keys_needed())

@@ -596,7 +596,7 @@ fn argon2(out: &mut String, summary: &mut Summary, results: &Path) {
         out,
         "At the configured parameters (m={} KiB, t={}, p={}), median of {} calls on one thread \
          (not `main`: the product hashes on Tokio's blocking pool), pinned to one core. The \
-         product reuses its memory blocks (`shared/src/password.rs`); below, \"fresh\" \
+         product reuses its memory blocks (`shared/src/credentials/password.rs`); below, \"fresh\" \
          allocates the block per call as the `password-hash` API does, \"reused\" passes one \
          block allocated once (`hash_password_into_with_memory`).\n",
         a["params"]["memory_kib"], a["params"]["iterations"], a["params"]["parallelism"], a["runs"]

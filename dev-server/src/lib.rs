@@ -95,9 +95,9 @@ impl Server {
         }
         let response = match &self.observer {
             // The request is kept for the observer only: no copy on the usual path.
-            None => api::router::dispatch(&self.app, None, request).await,
+            None => accounts::routes::dispatch(&self.app, None, request).await,
             Some(observe) => {
-                let response = api::router::dispatch(&self.app, None, request.clone()).await;
+                let response = accounts::routes::dispatch(&self.app, None, request.clone()).await;
                 observe(&request, &response);
                 response
             }

@@ -132,7 +132,7 @@ async fn call_api(
         Bytes::from(body.to_string()),
         from.client.ip,
     );
-    let response = api::router::dispatch(&server.app, None, request).await;
+    let response = accounts::routes::dispatch(&server.app, None, request).await;
     let status = response.status();
     let value = serde_json::from_slice(response.body()).unwrap_or(Value::Null);
     (status, value)
@@ -321,7 +321,7 @@ fn reset_question_page(request: &ApiRequest) -> ApiResponse {
     let Some(token) = token_field(request) else {
         return missing_token();
     };
-    let options: String = accounts::security_question::QUESTIONS
+    let options: String = accounts::credentials::security_answer::QUESTIONS
         .iter()
         .map(|q| {
             format!(

@@ -4,8 +4,8 @@
 use std::sync::Arc;
 
 use accounts::app::App;
+use accounts::app::config::Config;
 use accounts::clock::{Clock, SystemClock};
-use accounts::config::Config;
 use accounts::mail::Mailer;
 use accounts::mail::outbox::Outbox;
 use accounts::mail::ses::SesMailer;

@@ -1,43 +1,32 @@
-//! The account-security backend: domain rules, storage, mail and HTTP handling that
+//! The account-security backend: every rule, the stores, the mailers and HTTP handling that
 //! every Lambda function and the local server share.
+//!
+//! The crate's folders are its layers. Each may use the layers below it, never one above,
+//! and no two modules use each other (`layering`, below, checks both on every test run):
+//!
+//! | layer | what it holds |
+//! | --- | --- |
+//! | [`routes`] | the route table (which function serves which route, and which flow answers it) and the Lambda adapter |
+//! | [`flows`] | one module per user journey or route group: signup, email verification, login, tokens, recovery, the account's own views and protection, two-factor, the service's own routes, the cleanup job |
+//! | [`protections`] | what every flow shares: the back-off on guesses, rate limits, login history, security notices, sessions, re-authentication, second-factor checks |
+//! | [`app`] | the state built once per cold start ([`app::App`]) and its configuration |
+//! | [`credentials`] | what proves an identity: password hashing, TOTP, backup codes, security answers, access tokens, emailed one-time links |
+//! | [`records`] | the items the product stores: keys, attribute names, typed records, and finding accounts by what people type |
+//! | [`values`] | the values people type and the rules on them: email addresses, usernames, full names, new passwords, logins, secrets |
+//! | plumbing | [`store`], [`mail`], [`http`] (requests, responses, problem documents), [`aws`], [`clock`], [`telemetry`], [`redact`]: used by every layer, using none |
 #![deny(clippy::unwrap_used, clippy::expect_used)]
 
-pub mod access_token;
-pub mod account;
-pub mod account_security;
-pub mod accounts;
-pub mod api_document;
 pub mod app;
 pub mod aws;
-pub mod aws_https;
-pub mod backup_codes;
-pub mod cleanup;
 pub mod clock;
-pub mod config;
-pub mod email;
-pub mod full_name;
-pub mod health;
-pub mod history;
+pub mod credentials;
+pub mod flows;
 pub mod http;
-pub mod lockout;
-pub mod login;
 pub mod mail;
-pub mod notify;
-pub mod password;
-pub mod rate_limit;
-pub mod reauthentication;
+pub mod protections;
 pub mod records;
-pub mod recovery;
-pub mod recovery_link;
 pub mod redact;
-pub mod secret;
-pub mod security_question;
-pub mod session;
-pub mod signup;
+pub mod routes;
 pub mod store;
 pub mod telemetry;
-pub mod totp;
-pub mod two_factor;
-pub mod two_step;
-pub mod username;
-pub mod verification;
+pub mod values;

@@ -12,15 +12,15 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use accounts::app::App;
+use accounts::app::config::Config;
 use accounts::clock::{Clock, ManualClock};
-use accounts::config::Config;
-use accounts::email::EmailAddress;
 use accounts::mail::Mailer;
 use accounts::mail::outbox::{Outbox, SentMail};
 use accounts::mail::ses::SesMailer;
 use accounts::store::Store;
 use accounts::store::dynamo::{CallCounter, DynamoStore, client_with_counter};
 use accounts::store::memory::MemoryStore;
+use accounts::values::email::EmailAddress;
 use reqwest::Method;
 use reqwest::header::CONTENT_TYPE;
 use serde::Deserialize;
@@ -614,7 +614,7 @@ pub fn sorted_keys(value: &Value) -> Vec<String> {
 /// Whether the stored account of `email` is verified; `None` when there is no account.
 pub async fn email_verified(app: &App, email: &str) -> Option<bool> {
     let address = EmailAddress::parse(email).expect("a valid address");
-    accounts::accounts::find_by_email(app, &address)
+    accounts::records::lookup::find_by_email(app, &address)
         .await
         .expect("the store answers")
         .map(|user| user.email_verified)
@@ -883,13 +883,14 @@ impl TestApp {
     }
 
     /// The current code of a base32 TOTP secret at the app's clock (an independent
-    /// path: the RFC 6238 computation in `accounts::totp` is checked against pyotp).
+    /// path: the RFC 6238 computation in `accounts::credentials::totp` is checked against pyotp).
     pub fn totp_code(&self, base32_secret: &str, offset_steps: i64) -> String {
         use accounts::clock::Clock;
         let bytes = base32_decode(base32_secret).expect("a base32 secret");
-        let secret = accounts::totp::TotpSecret::from_bytes(&bytes).expect("a TOTP secret");
-        let at = self.clock.now() + offset_steps * accounts::totp::STEP_SECONDS;
-        accounts::totp::code_at(&secret, at)
+        let secret =
+            accounts::credentials::totp::TotpSecret::from_bytes(&bytes).expect("a TOTP secret");
+        let at = self.clock.now() + offset_steps * accounts::credentials::totp::STEP_SECONDS;
+        accounts::credentials::totp::code_at(&secret, at)
             .expect("a code")
             .expose()
             .to_owned()
@@ -965,7 +966,8 @@ impl TestApp {
 
     /// Moves to the next time step and returns its code: a code never used before.
     pub fn fresh_code(&self, secret: &str) -> String {
-        self.clock.advance(accounts::totp::STEP_SECONDS);
+        self.clock
+            .advance(accounts::credentials::totp::STEP_SECONDS);
         self.totp_code(secret, 0)
     }
 

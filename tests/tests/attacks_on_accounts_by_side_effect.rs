@@ -450,7 +450,7 @@ on_both_backends! {
 on_both_backends! {
     async fn a_window_taken_back_after_its_hour_still_expires(app) {
         use accounts::clock::Clock;
-        use accounts::rate_limit::RateLimit;
+        use accounts::protections::rate_limit::RateLimit;
         let store = app.app.store.clone();
         let limit = RateLimit::per_hour("login-failures", 100);
         let now = app.clock.now();

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use accounts::app::App;
-use accounts::cleanup::{self, CleanupReport};
+use accounts::flows::cleanup::{self, CleanupReport};
 use accounts::records::{attr, keys};
 use accounts::store::{Item, Key, Page, Query, Store, TransactError, Write, WriteError};
 use api_tests::{Backend, TestApp, on_both_backends, on_both_backends_with};

@@ -22,18 +22,18 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use accounts::app::App;
+use accounts::app::config::Config;
 use accounts::clock::{Clock, ManualClock};
-use accounts::config::Config;
+use accounts::credentials::totp::{self, TotpSecret};
 use accounts::http::ApiRequest;
-use accounts::http::router::{self, Function, KeysNeeded, ROUTES};
 use accounts::mail::outbox::Outbox;
 use accounts::mail::{Email, Mailer};
+use accounts::routes::{self, Function, KeysNeeded, ROUTES};
 use accounts::store::Store;
 use accounts::store::dynamo::{CallCounter, DynamoStore, client_with_counter};
 use accounts::store::memory::MemoryStore;
 use accounts::store::recording::{Permission, RecordingStore, Target};
 use accounts::store::{EXPIRES_AT, Item, Key, PK, SK, Write, schema};
-use accounts::totp::{self, TotpSecret};
 use api_tests::{BASE_URL, Mail, PASSWORD, required_env};
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -806,8 +806,9 @@ impl Deployment {
         F: Fn(String) -> Fut,
         Fut: std::future::Future<Output = (Arc<dyn Store>, Option<Arc<CallCounter>>)>,
     {
-        let signing_key = accounts::access_token::generate_ed25519_pem().expect("a signing key");
-        let verification_keys = accounts::access_token::AccessTokens::from_pem(
+        let signing_key =
+            accounts::credentials::access_token::generate_ed25519_pem().expect("a signing key");
+        let verification_keys = accounts::credentials::access_token::AccessTokens::from_pem(
             &signing_key,
             None,
             "issuer",
@@ -892,7 +893,7 @@ impl Deployment {
             Some((path, query)) => (path, Some(query.to_owned())),
             None => (target, None),
         };
-        let (endpoint, _) = router::resolve(&method, path)
+        let (endpoint, _) = routes::resolve(&method, path)
             .unwrap_or_else(|_| panic!("{method} {path} is not a route"));
         let function = endpoint.function();
         self.covered
@@ -929,7 +930,7 @@ impl Deployment {
             IpAddr::V4(Ipv4Addr::new(203, 0, 113, 10)),
         );
         let app = &self.function(function.name()).app;
-        let response = router::dispatch(app, Some(function), request).await;
+        let response = routes::dispatch(app, Some(function), request).await;
         let status = response.status().as_u16();
         let headers = response.headers().clone();
         let bytes = response.into_body();
@@ -1015,7 +1016,7 @@ impl Deployment {
         match name {
             "cleanup" => {
                 let event = fixture("eventbridge-scheduled.json");
-                let report = accounts::cleanup::handle_scheduled_event(
+                let report = accounts::flows::cleanup::handle_scheduled_event(
                     app,
                     &event,
                     Duration::from_secs(300),

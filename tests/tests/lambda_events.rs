@@ -4,8 +4,8 @@
 use std::sync::Arc;
 
 use accounts::app::App;
-use accounts::http::router::{RouteGroup, SignupRoute, VerifyRoute};
 use accounts::mail::outbox::Outbox;
+use accounts::routes::{RouteGroup, SignupRoute, VerifyRoute};
 use accounts::store::memory::MemoryStore;
 use api_tests::{Mail, PASSWORD, email_verified, test_config};
 use http::HeaderMap;
@@ -38,7 +38,7 @@ impl Lambda {
     async fn call<G: RouteGroup>(&self, event: &Value) -> Answer {
         let request =
             lambda_http::request::from_str(&event.to_string()).expect("an API Gateway v2 event");
-        let response = accounts::http::lambda::handle_event::<G>(&self.app, request).await;
+        let response = accounts::routes::lambda::handle_event::<G>(&self.app, request).await;
         let status = response.status().as_u16();
         let headers = response.headers().clone();
         let bytes: &[u8] = response.body();

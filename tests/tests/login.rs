@@ -5,8 +5,8 @@
 use std::sync::LazyLock;
 use std::time::{Duration, Instant};
 
-use accounts::access_token::generate_ed25519_pem;
 use accounts::clock::Clock;
+use accounts::credentials::access_token::generate_ed25519_pem;
 use api_tests::assert::{problem, rate_limited, token_pair};
 use api_tests::{
     Backend, PASSWORD, TestApp, WRONG_PASSWORD, body, expected_calls, header, median,
@@ -973,8 +973,8 @@ tests! {
 
 /// The stored password hash of the account with this (canonical) email.
 async fn stored_hash(app: &TestApp, email: &str) -> String {
-    let email = accounts::email::EmailAddress::parse(email).expect("an email");
-    accounts::accounts::find_by_email(&app.app, &email)
+    let email = accounts::values::email::EmailAddress::parse(email).expect("an email");
+    accounts::records::lookup::find_by_email(&app.app, &email)
         .await
         .expect("the store answers")
         .expect("the account exists")
@@ -987,21 +987,21 @@ on_both_backends! {
         let email = app.verified_account().await;
         // Replace the stored hash with one of the same password at a lower cost, as if
         // the account predated a raise of ARGON2_MEMORY_KIB.
-        let weak = accounts::password::PasswordHasher::new(accounts::password::HashParams {
+        let weak = accounts::credentials::password::PasswordHasher::new(accounts::credentials::password::HashParams {
             memory_kib: 8_192,
             iterations: 1,
             parallelism: 1,
         })
         .expect("a hasher");
-        let password = accounts::password::NewPassword::parse(
-            &accounts::secret::Secret::new(PASSWORD),
+        let password = accounts::credentials::password::NewPassword::parse(
+            &accounts::values::secret::Secret::new(PASSWORD),
             None,
             None,
         )
         .unwrap_or_else(|_| panic!("the test password meets the policy"));
         let weak_hash = weak.hash(&password).await.expect("a weak hash");
-        let parsed = accounts::email::EmailAddress::parse(&email).expect("an email");
-        let user = accounts::accounts::find_by_email(&app.app, &parsed)
+        let parsed = accounts::values::email::EmailAddress::parse(&email).expect("an email");
+        let user = accounts::records::lookup::find_by_email(&app.app, &parsed)
             .await
             .expect("the store answers")
             .expect("the account exists");

@@ -91,7 +91,7 @@ async fn call(app: &App, path: &str, body: serde_json::Value) -> u16 {
         Bytes::from(body.to_string()),
         "203.0.113.77".parse().expect("an IP"),
     );
-    accounts::http::router::dispatch(app, None, request)
+    accounts::routes::dispatch(app, None, request)
         .await
         .status()
         .as_u16()

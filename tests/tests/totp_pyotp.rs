@@ -6,7 +6,7 @@
 use std::io::Write;
 use std::process::{Command, Stdio};
 
-use accounts::totp::{TotpSecret, code_at, matching_step, otpauth_url, step_of};
+use accounts::credentials::totp::{TotpSecret, code_at, matching_step, otpauth_url, step_of};
 use serde_json::{Value, json};
 
 /// Reads a JSON request on stdin, answers with JSON on stdout.

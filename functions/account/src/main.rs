@@ -2,5 +2,5 @@
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
-    accounts::http::lambda::run::<accounts::http::router::AccountRoute>().await
+    accounts::routes::lambda::run::<accounts::routes::AccountRoute>().await
 }

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use accounts::cleanup;
+use accounts::flows::cleanup;
 use lambda_runtime::{LambdaEvent, service_fn};
 
 #[tokio::main]

@@ -2,5 +2,5 @@
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
-    accounts::http::lambda::run::<accounts::http::router::LoginRoute>().await
+    accounts::routes::lambda::run::<accounts::routes::LoginRoute>().await
 }

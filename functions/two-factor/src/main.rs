@@ -2,5 +2,5 @@
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
-    accounts::http::lambda::run::<accounts::http::router::TwoFactorRoute>().await
+    accounts::routes::lambda::run::<accounts::routes::TwoFactorRoute>().await
 }

@@ -2,5 +2,5 @@
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
-    accounts::http::lambda::run::<accounts::http::router::VerifyRoute>().await
+    accounts::routes::lambda::run::<accounts::routes::VerifyRoute>().await
 }

@@ -1,9 +1,7 @@
 //! HTTP plumbing shared by the Lambda functions and the local server: the request as
-//! the handlers see it, JSON in and out, and the route table.
+//! the handlers see it, JSON in and out, and problem documents.
 
-pub mod lambda;
 pub mod problem;
-pub mod router;
 
 use std::net::IpAddr;
 

@@ -22,7 +22,7 @@
 use std::collections::BTreeSet;
 use std::fmt;
 
-use crate::secret::{Secret, random_bytes, sha256_hex};
+use crate::values::secret::{Secret, random_bytes, sha256_hex};
 
 /// Codes in a set.
 pub const CODES_PER_SET: usize = 10;

@@ -8,20 +8,20 @@ use http::StatusCode;
 use serde::Deserialize;
 
 use crate::app::App;
+use crate::credentials::emailed_link::{self, Presented, Purpose};
+use crate::credentials::password::NewPassword;
+use crate::credentials::security_answer::{self, NewAnswer};
+use crate::flows::login::LoginId;
 use crate::http::{ApiRequest, ApiResponse, FieldError, Problem};
-use crate::lockout::{self, Counter};
-use crate::login::LoginId;
 use crate::mail::messages::Message;
-use crate::notify::{self, Occurrence, PasswordReplaced};
-use crate::password::NewPassword;
-use crate::rate_limit::RateLimit;
-use crate::reauthentication;
+use crate::protections::backoff::{self, Counter};
+use crate::protections::rate_limit::RateLimit;
+use crate::protections::reauthentication;
+use crate::protections::second_factors::{self, FactorProof};
+use crate::protections::security_notices::{self, Occurrence, PasswordReplaced};
 use crate::records::{SecurityAnswer, SessionEpoch, User, attr, keys};
-use crate::recovery_link::{self, Presented, Purpose};
-use crate::secret::Secret;
-use crate::security_question::{self, NewAnswer};
 use crate::store::{Change, Cond, Key, Write, schema};
-use crate::two_step::{self, FactorProof};
+use crate::values::secret::Secret;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -54,11 +54,11 @@ async fn forgot(app: &App, request: &ApiRequest, purpose: Purpose) -> Result<Api
         let Some(login) = login else {
             return Ok(());
         };
-        let user = crate::accounts::find_by_login(app, &login).await?;
+        let user = crate::records::lookup::find_by_login(app, &login).await?;
         match user {
             // "Forgot your answer" only makes sense for an account that has one.
             Some(user) if purpose == Purpose::PasswordReset || user.security_question.is_some() => {
-                recovery_link::issue_and_send(app, &user, purpose).await
+                emailed_link::issue_and_send(app, &user, purpose).await
             }
             _ => Ok(()),
         }
@@ -95,7 +95,7 @@ async fn load_redemption(
     let user = find(&user_key)
         .map(User::from_item)
         .transpose()?
-        .ok_or(recovery_link::LinkError::Invalid)?;
+        .ok_or(emailed_link::LinkError::Invalid)?;
     Ok(Redemption { presented, user })
 }
 
@@ -118,11 +118,11 @@ pub async fn reset_password(app: &App, request: &ApiRequest) -> Result<ApiRespon
     let Redemption { presented, user } = load_redemption(app, &body.token, purpose).await?;
     let password = NewPassword::for_account(&body.new_password, &user)?;
     // A mailbox alone must not take over an account with two-step verification.
-    let mut factor = two_step::require_factor(
+    let mut factor = second_factors::require_factor(
         app,
         request,
         &user,
-        &two_step::methods(&user),
+        &second_factors::methods(&user),
         body.mfa,
         presented.count_wrong_factor(purpose),
     )
@@ -145,24 +145,25 @@ pub async fn reset_password(app: &App, request: &ApiRequest) -> Result<ApiRespon
             spend.account_write(&user.id, changes, Cond::ItemExists),
             question_link,
             Write::delete(keys::verification(&user.id)),
-            lockout::clear(Counter::Address { user_id: &user.id }),
+            backoff::clear(Counter::Address { user_id: &user.id }),
         ];
         if let Some(username) = &user.username_canonical {
-            writes.push(lockout::clear(Counter::Login {
+            writes.push(backoff::clear(Counter::Login {
                 canonical: username,
             }));
         }
         writes.extend(factor.succeeded());
         app.store.transact(writes).await.map_err(|e| match e {
-            e if e.failed_at(0).is_some() => Problem::from(recovery_link::LinkError::Invalid),
+            e if e.failed_at(0).is_some() => Problem::from(emailed_link::LinkError::Invalid),
             // The second factor was spent by a concurrent request (a replayed code).
-            e if e.failed_at(1).is_some() => two_step::invalid_code(),
+            e if e.failed_at(1).is_some() => second_factors::invalid_code(),
             e => Problem::from(anyhow::Error::from(e).context("resetting a password")),
         })
     };
     let outcome = reset.await;
     factor.finish(app, outcome).await?;
-    notify::password_replaced(app, &user.email, &request.client, PasswordReplaced::Reset).await;
+    security_notices::password_replaced(app, &user.email, &request.client, PasswordReplaced::Reset)
+        .await;
     Ok(crate::http::status(StatusCode::OK, "password_reset"))
 }
 
@@ -190,11 +191,11 @@ pub async fn reset_security_question(
     let answer = parse_answer(&body.question_id, &body.answer, &body.password, &user)?;
     let proven = reauthentication::check_password(app, request, &user, &body.password).await?;
     let reset = async {
-        let mut factor = two_step::require_factor(
+        let mut factor = second_factors::require_factor(
             app,
             request,
             &user,
-            &two_step::possession_methods(&user),
+            &second_factors::possession_methods(&user),
             body.mfa,
             presented.count_wrong_factor(purpose),
         )
@@ -209,8 +210,8 @@ pub async fn reset_security_question(
             ];
             writes.extend(factor.succeeded());
             app.store.transact(writes).await.map_err(|e| match e {
-                e if e.failed_at(0).is_some() => Problem::from(recovery_link::LinkError::Invalid),
-                e if e.failed_at(1).is_some() => two_step::invalid_code(),
+                e if e.failed_at(0).is_some() => Problem::from(emailed_link::LinkError::Invalid),
+                e if e.failed_at(1).is_some() => second_factors::invalid_code(),
                 e => Problem::from(anyhow::Error::from(e).context("resetting a security question")),
             })
         };
@@ -233,7 +234,7 @@ pub fn parse_answer(
     password: &Secret,
     user: &User,
 ) -> Result<NewAnswer, Problem> {
-    if security_question::question(question_id).is_none() {
+    if security_answer::question(question_id).is_none() {
         return Err(Problem::validation(vec![FieldError::new(
             "question_id",
             "unknown",

@@ -6,18 +6,18 @@ use http::StatusCode;
 use serde::Deserialize;
 
 use crate::app::App;
-use crate::email::EmailAddress;
-use crate::full_name::FullName;
+use crate::credentials::password::{NewPassword, Verdict};
+use crate::flows::email_verification;
 use crate::http::{ApiRequest, ApiResponse, FieldError, Problem};
-use crate::lockout::{Claim, Counter};
 use crate::mail::messages::Message;
-use crate::password::{NewPassword, Verdict};
-use crate::rate_limit::RateLimit;
+use crate::protections::backoff::{Claim, Counter};
+use crate::protections::rate_limit::RateLimit;
 use crate::records::{self, AccountType, User, attr, keys};
-use crate::secret::Secret;
 use crate::store::{Change, Cond, EXPIRES_AT, Item, TransactError, Write};
-use crate::username::Username;
-use crate::verification;
+use crate::values::email::EmailAddress;
+use crate::values::full_name::FullName;
+use crate::values::secret::Secret;
+use crate::values::username::Username;
 
 /// The least time between two "you already have an account" emails to one address.
 const NOTICE_COOLDOWN_SECONDS: i64 = 60;
@@ -149,7 +149,7 @@ async fn create_account(app: &App, account: NewAccount) -> Result<(), SignupErro
         backup_codes: Default::default(),
         sessions: Default::default(),
     };
-    let pending = verification::Pending::issue(&user.id, now)?;
+    let pending = email_verification::Pending::issue(&user.id, now)?;
     const EMAIL_CLAIM: usize = 0;
     const USERNAME_CLAIM: usize = 3;
     let mut writes = vec![
@@ -227,7 +227,7 @@ async fn hold_pending_signup(
 /// would have deleted a new account.
 struct PendingSignup {
     owner_id: String,
-    hash: crate::password::PasswordHash,
+    hash: crate::credentials::password::PasswordHash,
     until: i64,
 }
 
@@ -242,7 +242,7 @@ impl PendingSignup {
         let Some(owner_id) = email_claim.s(attr::USER_ID) else {
             anyhow::bail!("an email claim has no account");
         };
-        let Some(owner) = crate::accounts::find_by_id(app, owner_id).await? else {
+        let Some(owner) = crate::records::lookup::find_by_id(app, owner_id).await? else {
             return Ok(None);
         };
         Ok(Some(PendingSignup {
@@ -352,7 +352,7 @@ async fn move_unverified_account(
     password: &Secret,
     new: &EmailAddress,
 ) -> Result<(), SignupError> {
-    let user = crate::accounts::find_by_email(app, old).await?;
+    let user = crate::records::lookup::find_by_email(app, old).await?;
     let counter = match &user {
         Some(user) => Counter::Address { user_id: &user.id },
         None => Counter::Login {
@@ -399,10 +399,10 @@ async fn move_account(
             .get(&keys::verification(&user.id))
             .await
             .context("reading a verification")?;
-        return Ok(verification::resend_to(app, user, previous.as_ref()).await?);
+        return Ok(email_verification::resend_to(app, user, previous.as_ref()).await?);
     }
     let now = app.now();
-    let pending = verification::Pending::issue(&user.id, now)?;
+    let pending = email_verification::Pending::issue(&user.id, now)?;
     let moved = User {
         email: new.address().to_owned(),
         email_canonical: new.canonical().to_owned(),

@@ -6,18 +6,18 @@ use http::StatusCode;
 use serde::{Deserialize, Serialize};
 
 use crate::app::App;
-use crate::backup_codes::BackupCodeSet;
+use crate::credentials::backup_codes::BackupCodeSet;
+use crate::credentials::totp::{self, TotpSecret};
 use crate::http::{ApiRequest, ApiResponse, Client, Problem};
-use crate::lockout::Claim;
 use crate::mail::messages::Message;
-use crate::notify::Occurrence;
-use crate::reauthentication;
+use crate::protections::backoff::Claim;
+use crate::protections::reauthentication;
+use crate::protections::second_factors::{self, Factor};
+use crate::protections::security_notices::Occurrence;
+use crate::protections::sessions::{Session, SignedIn, signed_in};
 use crate::records::{User, attr, keys};
-use crate::secret::Secret;
-use crate::session::{Session, SignedIn, signed_in};
 use crate::store::{Change, Cond, EXPIRES_AT, Item, Value, Write, WriteError};
-use crate::totp::{self, TotpSecret};
-use crate::two_step::{self, Factor};
+use crate::values::secret::Secret;
 
 /// How long a set-up secret waits for its first code.
 pub const SETUP_SECONDS: i64 = 600;
@@ -223,14 +223,21 @@ pub async fn disable(app: &App, request: &ApiRequest) -> Result<ApiResponse, Pro
         reauthentication::check_password(app, request, &user, &body.current_password).await?;
     let turned_off = async {
         let factor = factor_of(&body.code);
-        let claim =
-            match Claim::take(app.store.as_ref(), two_step::counter(&user.id), app.now()).await? {
-                Ok(claim) => claim,
-                Err(wait) => return Err(Problem::rate_limited(wait)),
-            };
-        let Some(spend) = two_step::verify_factor(app, &user, factor, &body.code).await? else {
-            two_step::record_wrong_factor(app, request, &user.id, factor, &claim, None).await?;
-            return Err(two_step::invalid_code());
+        let claim = match Claim::take(
+            app.store.as_ref(),
+            second_factors::counter(&user.id),
+            app.now(),
+        )
+        .await?
+        {
+            Ok(claim) => claim,
+            Err(wait) => return Err(Problem::rate_limited(wait)),
+        };
+        let Some(spend) = second_factors::verify_factor(app, &user, factor, &body.code).await?
+        else {
+            second_factors::record_wrong_factor(app, request, &user.id, factor, &claim, None)
+                .await?;
+            return Err(second_factors::invalid_code());
         };
         // The spend's changes touch attributes removed here; only its condition matters.
         let mut cond = Cond::attr_exists(attr::TOTP_SECRET);
@@ -252,7 +259,7 @@ pub async fn disable(app: &App, request: &ApiRequest) -> Result<ApiResponse, Pro
             .transact(vec![off, proven.succeeded(), claim.succeeded()])
             .await
             .map_err(|e| match e {
-                e if e.failed_at(0).is_some() => two_step::invalid_code(),
+                e if e.failed_at(0).is_some() => second_factors::invalid_code(),
                 e => Problem::from(
                     anyhow::Error::from(e).context("turning two-step verification off"),
                 ),

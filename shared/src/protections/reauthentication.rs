@@ -8,13 +8,13 @@
 use http::StatusCode;
 
 use crate::app::App;
-use crate::history::{self, Outcome};
+use crate::credentials::password::Verdict;
 use crate::http::{ApiRequest, Problem};
-use crate::lockout::{Claim, Counter};
-use crate::password::Verdict;
+use crate::protections::backoff::{Claim, Counter};
+use crate::protections::login_history::{self, Outcome};
 use crate::records::User;
-use crate::secret::Secret;
 use crate::store::Write;
+use crate::values::secret::Secret;
 
 /// A right password whose claim is still held, for a caller that ends with one write or
 /// transaction: [`Reauthenticated::succeeded`] goes into it (a success clears the
@@ -70,12 +70,12 @@ pub async fn check_password(
         Verdict::Right { .. } => Ok(Reauthenticated { claim }),
         Verdict::Wrong => {
             let now = app.now();
-            let entry = history::entry(
+            let entry = login_history::entry(
                 &user.id,
                 &request.client,
                 now,
                 Outcome::BadPassword,
-                history::PASSWORD,
+                login_history::PASSWORD,
             );
             let (failure, recorded) =
                 tokio::join!(app.store.write(claim.failed(now)), app.store.write(entry));

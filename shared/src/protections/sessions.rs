@@ -13,11 +13,11 @@ use http::header::AUTHORIZATION;
 use serde::{Deserialize, Serialize};
 
 use crate::app::App;
-use crate::config::SessionLimits;
+use crate::app::config::SessionLimits;
 use crate::http::{ApiRequest, ApiResponse, Client, Problem};
 use crate::records::{SessionEpoch, User, attr, keys};
-use crate::secret::{Secret, Token};
 use crate::store::{Change, Cond, EXPIRES_AT, Item, Key, Query, Write, WriteError, schema};
+use crate::values::secret::{Secret, Token};
 
 /// Spent refresh tokens remembered per session (by digest, in slots by generation): a
 /// token that was really issued and is presented again within this many rotations ends
@@ -281,7 +281,7 @@ impl PresentedRefresh {
     /// Whether the session item records this token as spent (issued, then rotated).
     fn was_spent_in(&self, item: &Item) -> bool {
         item.s(&spent_slot(self.generation))
-            .is_some_and(|spent| crate::secret::digests_match(spent, &self.digest))
+            .is_some_and(|spent| crate::values::secret::digests_match(spent, &self.digest))
     }
 
     /// Whether this token is the session's current one, or one of its remembered spent

@@ -8,6 +8,8 @@
 //! 0.45 MB of every function's binary. Outside Lambda, export credentials first, for
 //! example `eval "$(aws configure export-credentials --format env)"`.
 
+pub mod https;
+
 use anyhow::bail;
 use aws_credential_types::Credentials;
 use aws_credential_types::provider::SharedCredentialsProvider;
@@ -55,7 +57,7 @@ pub fn sdk_config_from_environment(
     Ok(SdkConfig::builder()
         .region(Region::new(region))
         .credentials_provider(SharedCredentialsProvider::new(credentials))
-        .http_client(crate::aws_https::https_client()?)
+        .http_client(crate::aws::https::https_client()?)
         .service_config(EndpointsFromEnvironment(value.clone()))
         .behavior_version(BehaviorVersion::latest())
         .build())

@@ -5,8 +5,8 @@
 use icu_normalizer::ComposingNormalizerBorrowed;
 use serde::Serialize;
 
-use crate::email::EmailAddress;
-use crate::secret::Secret;
+use crate::values::email::EmailAddress;
+use crate::values::secret::Secret;
 
 /// A question people can answer years later without the answer being public.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]

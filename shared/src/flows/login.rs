@@ -7,18 +7,18 @@ use http::StatusCode;
 use serde::Deserialize;
 
 use crate::app::App;
-use crate::email::EmailAddress;
-use crate::history::{self, Outcome};
+use crate::credentials::password::{LoginVerdict, PasswordHash};
 use crate::http::{ApiRequest, ApiResponse, Client, Problem};
-use crate::lockout::{self, Claim, Counter};
-use crate::password::{LoginVerdict, PasswordHash};
-use crate::rate_limit::RateLimit;
+use crate::protections::backoff::{self, Claim, Counter};
+use crate::protections::login_history::{self, Outcome};
+use crate::protections::rate_limit::RateLimit;
+use crate::protections::second_factors::{self, Challenge, Factor, PresentedChallenge};
+use crate::protections::sessions::{self, NewSession};
 use crate::records::{SessionEpoch, User, attr, keys};
-use crate::secret::Secret;
-use crate::session::{self, NewSession};
 use crate::store::{Change, Cond, Item, Key, MAX_TRANSACTION_WRITES, Page, Write};
-use crate::two_step::{self, Challenge, Factor, PresentedChallenge};
-use crate::username::Username;
+use crate::values::email::EmailAddress;
+use crate::values::secret::Secret;
+use crate::values::username::Username;
 
 /// What a person typed as their login, in the form that identifies an account.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -217,7 +217,7 @@ pub async fn login(app: &App, request: &ApiRequest) -> Result<ApiResponse, Probl
 
     // With two-step verification: a challenge instead of a session. The back-off is
     // cleared only when the second factor passes too.
-    if !two_step::methods(&user).is_empty() {
+    if !second_factors::methods(&user).is_empty() {
         let challenge = Challenge::start(app, &user, body.remember_me)?;
         writes.push(challenge.write());
         writes.push(attempt.claim.released(app.now()));
@@ -234,7 +234,13 @@ pub async fn login(app: &App, request: &ApiRequest) -> Result<ApiResponse, Probl
     // The session, the history entry and the cleared back-off in one transaction, under
     // the condition that the account's password and session epoch are still the ones
     // read: a session started as the password changes does not outlive the change.
-    let session = NewSession::start(app, &user, client, body.remember_me, history::PASSWORD)?;
+    let session = NewSession::start(
+        app,
+        &user,
+        client,
+        body.remember_me,
+        login_history::PASSWORD,
+    )?;
     let account_cond = same_password.and(session.account_cond(&user));
     const ACCOUNT: usize = 1;
     writes.push(if needs_rehash {
@@ -244,17 +250,17 @@ pub async fn login(app: &App, request: &ApiRequest) -> Result<ApiResponse, Probl
     });
     writes.extend([
         session.write(),
-        history::entry(
+        login_history::entry(
             &user.id,
             client,
             app.now(),
             Outcome::Success,
-            history::PASSWORD,
+            login_history::PASSWORD,
         ),
         attempt.claim.succeeded(),
     ]);
     let room = MAX_TRANSACTION_WRITES.saturating_sub(writes.len());
-    writes.extend(session::make_room(app, &user, &attempt.sessions, room));
+    writes.extend(sessions::make_room(app, &user, &attempt.sessions, room));
     match app.store.transact(writes).await {
         Ok(()) => Ok(session.tokens(app)?.response()),
         Err(e) if e.failed_at(ACCOUNT).is_some() => {
@@ -276,14 +282,14 @@ async fn record_refusal(
 ) -> anyhow::Result<()> {
     let now = app.now();
     let write = match user_id {
-        Some(user_id) => history::entry(
+        Some(user_id) => login_history::entry(
             user_id,
             client,
             now,
             Outcome::RateLimited,
-            history::PASSWORD,
+            login_history::PASSWORD,
         ),
-        None => lockout::note_refusal(counter.clone(), now),
+        None => backoff::note_refusal(counter.clone(), now),
     };
     app.store.write(write).await?;
     Ok(())
@@ -328,13 +334,13 @@ async fn start_attempt(
 ) -> anyhow::Result<Result<Attempt, u64>> {
     let user_read = async {
         match user_id {
-            Some(user_id) => crate::accounts::find_by_id(app, user_id).await,
+            Some(user_id) => crate::records::lookup::find_by_id(app, user_id).await,
             None => Ok(None),
         }
     };
     let sessions_read = async {
         match user_id {
-            Some(user_id) => app.store.query(&session::sessions_query(user_id)).await,
+            Some(user_id) => app.store.query(&sessions::sessions_query(user_id)).await,
             None => Ok(Page::default()),
         }
     };
@@ -342,7 +348,7 @@ async fn start_attempt(
     let (user, sessions, claimed) = tokio::join!(
         user_read,
         sessions_read,
-        app.store.write(lockout::claim_write(counter.clone(), now))
+        app.store.write(backoff::claim_write(counter.clone(), now))
     );
     let claim = match Claim::judge(counter, now, claimed)? {
         Ok(claim) => claim,
@@ -367,12 +373,12 @@ async fn record_failure(
     let history = async {
         match user {
             Some(user) => {
-                let entry = history::entry(
+                let entry = login_history::entry(
                     &user.id,
                     &request.client,
                     now,
                     Outcome::BadPassword,
-                    history::PASSWORD,
+                    login_history::PASSWORD,
                 );
                 app.store.write(entry).await.map(|_| ())
             }
@@ -414,14 +420,14 @@ pub async fn login_mfa(app: &App, request: &ApiRequest) -> Result<ApiResponse, P
     let presented = PresentedChallenge::parse(&body.mfa_token)?;
     let user_id = presented.user_id.clone();
     let (user_key, challenge_key) = (keys::user(&user_id), presented.key());
-    let counter = two_step::counter(&user_id).key();
+    let counter = second_factors::counter(&user_id).key();
     let now = app.now();
     let wanted = [user_key.clone(), challenge_key.clone()];
-    let sessions_query = session::sessions_query(&user_id);
+    let sessions_query = sessions::sessions_query(&user_id);
     let (items, sessions, claimed) = tokio::join!(
         app.store.get_many(&wanted),
         app.store.query(&sessions_query),
-        app.store.write(lockout::claim_write(counter.clone(), now)),
+        app.store.write(backoff::claim_write(counter.clone(), now)),
     );
     let claimed = Claim::judge(counter, now, claimed)?;
     let items = items?;
@@ -433,7 +439,7 @@ pub async fn login_mfa(app: &App, request: &ApiRequest) -> Result<ApiResponse, P
         (Some(user), claimed) if presented.usable(challenge, &user) => match claimed {
             Ok(claim) => (user, claim),
             Err(wait) => {
-                let entry = history::entry(
+                let entry = login_history::entry(
                     &user.id,
                     client,
                     now,
@@ -448,22 +454,23 @@ pub async fn login_mfa(app: &App, request: &ApiRequest) -> Result<ApiResponse, P
             if let Ok(claim) = claimed {
                 claim.release(app.store.as_ref(), now).await;
             }
-            return Err(two_step::challenge_expired());
+            return Err(second_factors::challenge_expired());
         }
     };
     let factor = body.method;
-    if !two_step::methods(&user).contains(&factor) {
+    if !second_factors::methods(&user).contains(&factor) {
         claim.release(app.store.as_ref(), now).await;
         return Err(Problem::invalid_request(
             "method must be one of the methods offered at login.",
         ));
     }
-    let spend = match two_step::verify_factor(app, &user, factor, &body.code).await {
+    let spend = match second_factors::verify_factor(app, &user, factor, &body.code).await {
         Ok(Some(spend)) => spend,
         Ok(None) => {
             let counted = Some(presented.count_attempt());
-            two_step::record_wrong_factor(app, request, &user.id, factor, &claim, counted).await?;
-            return Err(two_step::invalid_code());
+            second_factors::record_wrong_factor(app, request, &user.id, factor, &claim, counted)
+                .await?;
+            return Err(second_factors::invalid_code());
         }
         Err(e) => {
             claim.release(app.store.as_ref(), now).await;
@@ -482,14 +489,14 @@ pub async fn login_mfa(app: &App, request: &ApiRequest) -> Result<ApiResponse, P
         presented.spend(),
         spend.account_write(&user.id, Vec::new(), account_cond),
         session.write(),
-        history::entry(&user.id, client, app.now(), Outcome::Success, factor.name()),
+        login_history::entry(&user.id, client, app.now(), Outcome::Success, factor.name()),
         claim.succeeded(),
     ];
     let room = MAX_TRANSACTION_WRITES.saturating_sub(writes.len());
     let stored_sessions = sessions.context("reading an account's sessions")?.items;
-    writes.extend(session::make_room(app, &user, &stored_sessions, room));
+    writes.extend(sessions::make_room(app, &user, &stored_sessions, room));
     let committed = app.store.transact(writes).await.map_err(|e| match e {
-        e if e.failed_at(0).is_some() => two_step::challenge_expired(),
+        e if e.failed_at(0).is_some() => second_factors::challenge_expired(),
         // The password or the sessions changed meanwhile, or the factor was spent by a
         // concurrent request (a replay).
         e if e.failed_at(1).is_some() => {
@@ -501,8 +508,8 @@ pub async fn login_mfa(app: &App, request: &ApiRequest) -> Result<ApiResponse, P
                         || SessionEpoch::from_item(item) != user.sessions
                 });
             match changed {
-                true => two_step::challenge_expired(),
-                false => two_step::invalid_code(),
+                true => second_factors::challenge_expired(),
+                false => second_factors::invalid_code(),
             }
         }
         e => Problem::from(anyhow::Error::from(e).context("completing a two-step login")),
@@ -516,7 +523,7 @@ pub async fn login_mfa(app: &App, request: &ApiRequest) -> Result<ApiResponse, P
     let mut tokens = serde_json::to_value(session.tokens(app)?)
         .map_err(|e| Problem::from(anyhow::Error::from(e)))?;
     tokens["backup_codes_remaining"] = remaining.into();
-    if remaining <= two_step::LOW_BACKUP_CODES {
+    if remaining <= second_factors::LOW_BACKUP_CODES {
         tokens["warning"] = "backup_codes_low".into();
     }
     Ok(crate::http::json(StatusCode::OK, &tokens))

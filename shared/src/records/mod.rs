@@ -1,13 +1,15 @@
 //! The items the product stores: their keys, attribute names, and the typed records
 //! read from them. The single-table layout is documented in the README.
 
+pub mod lookup;
+
 use std::collections::BTreeSet;
 
 use serde::{Deserialize, Serialize};
 
-use crate::email::EmailAddress;
-use crate::password::PasswordHash;
+use crate::credentials::password::PasswordHash;
 use crate::store::{Change, Cond, Item, Key, Value, schema};
+use crate::values::email::EmailAddress;
 
 /// Attribute names, in one place so readers and writers cannot drift apart.
 pub mod attr {

@@ -41,7 +41,7 @@ use webpki::aws_lc_rs as algorithm;
 
 /// The roots of Amazon Trust Services, which issue the certificates of the AWS endpoints
 /// the functions call (DynamoDB, SES, SSM).
-pub const AWS_TRUST_ROOTS: &str = include_str!("../certs/amazon-trust-services.pem");
+pub const AWS_TRUST_ROOTS: &str = include_str!("../../certs/amazon-trust-services.pem");
 
 /// The client the SDK clients share. Parsing the roots here, once per cold start, and not
 /// the system store (every root of the CA bundle and of the certificate directory) was
@@ -342,9 +342,9 @@ mod tests {
 
     /// A CA and a certificate it issued for `localhost` (RSA-signed ECDSA P-256 key, valid
     /// until 2126), for these tests only; see certs/README.md.
-    const TEST_CA: &str = include_str!("../certs/test/ca.pem");
-    const TEST_LOCALHOST: &str = include_str!("../certs/test/localhost.pem");
-    const TEST_LOCALHOST_KEY: &str = include_str!("../certs/test/localhost.key.pem");
+    const TEST_CA: &str = include_str!("../../certs/test/ca.pem");
+    const TEST_LOCALHOST: &str = include_str!("../../certs/test/localhost.pem");
+    const TEST_LOCALHOST_KEY: &str = include_str!("../../certs/test/localhost.key.pem");
 
     /// What a test server saw of the one call it answered.
     #[derive(Debug)]

@@ -20,7 +20,7 @@ use subtle::ConstantTimeEq;
 use totp_rs::{Algorithm, Builder, Totp};
 use zeroize::{Zeroize, Zeroizing};
 
-use crate::secret::{Secret, random_bytes};
+use crate::values::secret::{Secret, random_bytes};
 
 /// Length of a TOTP secret: 160 bits, the size RFC 4226 recommends for HMAC-SHA-1.
 pub const SECRET_LEN: usize = 20;
@@ -752,7 +752,7 @@ mod tests {
         // sha256 of 32 bytes of 0x07, as `sha256sum` prints it.
         assert_eq!(
             a.kid(),
-            &crate::secret::sha256_hex("\x07".repeat(32).as_str())[..8]
+            &crate::values::secret::sha256_hex("\x07".repeat(32).as_str())[..8]
         );
         assert_eq!(a.kid().len(), 8);
         assert_ne!(a.kid(), key().kid());

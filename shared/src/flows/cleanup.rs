@@ -161,7 +161,7 @@ pub fn budget(deadline: SystemTime, now: SystemTime) -> Duration {
 /// The cleanup function's state, built once per cold start. It issues no access
 /// tokens, so it does not need (and is not given) the signing key.
 pub async fn app_from_environment() -> anyhow::Result<App> {
-    crate::http::lambda::app_from_environment_for(crate::http::router::KeysNeeded::default())
+    crate::routes::lambda::app_from_environment_for(crate::routes::KeysNeeded::default())
         .await
         .inspect_err(|e| {
             tracing::error!(

@@ -6,10 +6,10 @@ use http::header::{HeaderValue, LINK};
 use serde::Serialize;
 
 use crate::app::App;
-use crate::history::{self, Entry};
 use crate::http::{ApiRequest, ApiResponse, Problem};
+use crate::protections::login_history::{self, Entry};
+use crate::protections::sessions::{self, Session, SignedIn, signed_in};
 use crate::records::{SessionEpoch, User, attr, keys};
-use crate::session::{self, Session, SignedIn, signed_in};
 use crate::store::{Cond, Key, Query, Write};
 
 #[derive(Serialize)]
@@ -74,7 +74,7 @@ fn page_request(request: &ApiRequest, prefix: &str) -> Result<PageRequest, Probl
     let after = match request.query_param("cursor") {
         None => None,
         Some(cursor) => Some(
-            history::sort_key_of(&cursor, prefix)
+            login_history::sort_key_of(&cursor, prefix)
                 .ok_or_else(|| Problem::invalid_request("cursor is not valid."))?,
         ),
     };
@@ -87,7 +87,7 @@ fn paged(path: &str, limit: usize, entries: &impl Serialize, next: Option<Key>) 
     if let Some(next) = next {
         let link = format!(
             "<{path}?limit={limit}&cursor={}>; rel=\"next\"",
-            history::cursor_of(&next)
+            login_history::cursor_of(&next)
         );
         if let Ok(value) = HeaderValue::from_str(&link) {
             response.headers_mut().insert(LINK, value);
@@ -111,7 +111,7 @@ struct SessionView {
 /// session id begins with its creation time), in pages. The caller's check and the page
 /// are read in parallel.
 pub async fn list_sessions(app: &App, request: &ApiRequest) -> Result<ApiResponse, Problem> {
-    let principal = session::bearer(app, request)?;
+    let principal = sessions::bearer(app, request)?;
     let page = match page_request(request, keys::SESSION_PREFIX) {
         Ok(page) => page,
         Err(problem) => {

@@ -5,16 +5,16 @@ use http::StatusCode;
 use serde::Deserialize;
 
 use crate::app::App;
+use crate::credentials::emailed_link::Purpose;
+use crate::credentials::password::NewPassword;
+use crate::flows::recovery::{answer_changes, hash_answer, notify_question_changed, parse_answer};
 use crate::http::{ApiRequest, ApiResponse, Problem};
-use crate::notify::{self, PasswordReplaced};
-use crate::password::NewPassword;
-use crate::reauthentication::{self, Reauthenticated};
+use crate::protections::reauthentication::{self, Reauthenticated};
+use crate::protections::security_notices::{self, PasswordReplaced};
+use crate::protections::sessions::{SignedIn, signed_in};
 use crate::records::{SessionEpoch, User, attr, keys};
-use crate::recovery::{answer_changes, hash_answer, notify_question_changed, parse_answer};
-use crate::recovery_link::Purpose;
-use crate::secret::Secret;
-use crate::session::{SignedIn, signed_in};
 use crate::store::{Change, Cond, Write};
+use crate::values::secret::Secret;
 
 fn default_true() -> bool {
     true
@@ -46,7 +46,13 @@ pub async fn change_password(app: &App, request: &ApiRequest) -> Result<ApiRespo
         .then_some(principal.session_id.as_str());
     let outcome = replace_password(app, &user, &password, &proven, keep).await;
     proven.finish(app, outcome).await?;
-    notify::password_replaced(app, &user.email, &request.client, PasswordReplaced::Changed).await;
+    security_notices::password_replaced(
+        app,
+        &user.email,
+        &request.client,
+        PasswordReplaced::Changed,
+    )
+    .await;
     Ok(crate::http::status(StatusCode::OK, "password_changed"))
 }
 
@@ -84,7 +90,10 @@ async fn replace_password(
 
 /// `GET /v1/security-questions` (public)
 pub fn security_questions() -> ApiResponse {
-    crate::http::json(StatusCode::OK, &crate::security_question::QUESTIONS)
+    crate::http::json(
+        StatusCode::OK,
+        &crate::credentials::security_answer::QUESTIONS,
+    )
 }
 
 #[derive(Deserialize)]

@@ -1,19 +1,21 @@
 //! The state every request shares, built once per cold start: configuration, the
 //! store, the mailer, the clock and the password hasher.
 
+pub mod config;
+
 use std::future::Future;
 use std::sync::Arc;
 
 use anyhow::Context;
 
-use crate::access_token::{AccessTokens, generate_ed25519_pem};
+use crate::app::config::Config;
 use crate::clock::Clock;
-use crate::config::Config;
+use crate::credentials::access_token::{AccessTokens, generate_ed25519_pem};
+use crate::credentials::password::PasswordHasher;
+use crate::credentials::totp::{TotpKey, TotpKeys};
 use crate::mail::Mailer;
 use crate::mail::messages::Message;
-use crate::password::PasswordHasher;
 use crate::store::Store;
-use crate::totp::{TotpKey, TotpKeys};
 
 #[derive(Clone)]
 pub struct App {

@@ -5,8 +5,8 @@ use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
 
-use crate::password::HashParams;
-use crate::secret::Secret;
+use crate::credentials::password::HashParams;
+use crate::values::secret::Secret;
 
 /// Everything the handlers need to know about their deployment.
 #[derive(Clone, Debug)]

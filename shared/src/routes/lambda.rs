@@ -12,11 +12,11 @@ use bytes::Bytes;
 use lambda_http::request::RequestContext;
 use lambda_http::{Body, RequestExt, service_fn};
 
-use super::router::{Function, KeysNeeded, RouteGroup, dispatch_to};
-use super::{ApiRequest, MAX_BODY_BYTES};
+use super::{Function, KeysNeeded, RouteGroup, dispatch_to};
 use crate::app::App;
+use crate::app::config::Config;
 use crate::clock::SystemClock;
-use crate::config::Config;
+use crate::http::{ApiRequest, MAX_BODY_BYTES};
 use crate::mail::ses::SesMailer;
 use crate::store::dynamo::DynamoStore;
 

@@ -9,15 +9,15 @@ use argon2::password_hash::phc::{self, Output, ParamsString, Salt};
 use argon2::{Algorithm, Argon2, Block, Params, Version};
 use icu_normalizer::ComposingNormalizerBorrowed;
 
-use crate::email::EmailAddress;
-use crate::secret::Secret;
-use crate::username::Username;
+use crate::values::email::EmailAddress;
+use crate::values::secret::Secret;
+use crate::values::username::Username;
 
 pub const MIN_CHARS: usize = 8;
 pub const MAX_CHARS: usize = 128;
 
 /// The bundled list of common passwords (lowercase, byte-sorted; see data/README.md).
-static COMMON_PASSWORDS: &str = include_str!("../data/common-passwords.txt");
+static COMMON_PASSWORDS: &str = include_str!("../../data/common-passwords.txt");
 static COMMON_SORTED: LazyLock<Vec<&'static str>> =
     LazyLock::new(|| COMMON_PASSWORDS.lines().collect());
 
@@ -360,7 +360,7 @@ impl HasherInner {
     /// A PHC string (`$argon2id$v=19$m=...,t=...,p=...$<salt>$<hash>`) with a fresh
     /// 16-byte salt, as the `password-hash` API writes it.
     fn hash(&self, secret: &Secret) -> anyhow::Result<String> {
-        let salt = crate::secret::random_bytes::<16>()?;
+        let salt = crate::values::secret::random_bytes::<16>()?;
         let mut out = [0u8; Params::DEFAULT_OUTPUT_LEN];
         self.compute(&self.argon2, secret.expose().as_bytes(), &salt, &mut out)?;
         let phc = phc::PasswordHash {
@@ -468,7 +468,7 @@ impl HasherInner {
         if let Some(hash) = self.dummy.get() {
             return Ok(hash);
         }
-        let random = crate::secret::random_bytes::<16>()?;
+        let random = crate::values::secret::random_bytes::<16>()?;
         let hash = self.hash(&Secret::new(format!("{random:02x?}")))?;
         Ok(self.dummy.get_or_init(|| hash))
     }

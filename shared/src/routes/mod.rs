@@ -1,10 +1,12 @@
-//! The route table: every route of the API, the function (Lambda) that owns it, and
-//! the dispatch from a request to its handler.
+//! The route table: every route of the API, the function (Lambda) that owns it, the
+//! flow that answers it, and the dispatch from a request to its handler.
+
+pub mod lambda;
 
 use http::Method;
 
-use super::{ApiRequest, ApiResponse, Problem};
 use crate::app::App;
+use crate::http::{ApiRequest, ApiResponse, Problem};
 
 /// The deployable functions, one per route group.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -380,27 +382,27 @@ macro_rules! route_group {
 }
 
 route_group!(SignupRoute served by Signup, |route, app, _, request| match route {
-    SignupRoute::Signup => crate::signup::signup(app, request).await,
-    SignupRoute::CorrectEmail => crate::signup::correct_email(app, request).await,
-    SignupRoute::Health => crate::health::health(app).await,
-    SignupRoute::OpenApi => Ok(crate::api_document::openapi()),
+    SignupRoute::Signup => crate::flows::signup::signup(app, request).await,
+    SignupRoute::CorrectEmail => crate::flows::signup::correct_email(app, request).await,
+    SignupRoute::Health => crate::flows::service::health(app).await,
+    SignupRoute::OpenApi => Ok(crate::flows::api_document::openapi()),
 });
 
 route_group!(VerifyRoute served by Verify, |route, app, _, request| match route {
-    VerifyRoute::VerifyEmail => crate::verification::verify(app, request).await,
-    VerifyRoute::ResendVerification => crate::verification::resend(app, request).await,
+    VerifyRoute::VerifyEmail => crate::flows::email_verification::verify(app, request).await,
+    VerifyRoute::ResendVerification => crate::flows::email_verification::resend(app, request).await,
 });
 
 route_group!(LoginRoute served by Login, |route, app, _, request| match route {
-    LoginRoute::Login => crate::login::login(app, request).await,
-    LoginRoute::LoginMfa => crate::login::login_mfa(app, request).await,
-    LoginRoute::RefreshToken => crate::session::refresh(app, request).await,
-    LoginRoute::Logout => crate::session::logout(app, request).await,
+    LoginRoute::Login => crate::flows::login::login(app, request).await,
+    LoginRoute::LoginMfa => crate::flows::login::login_mfa(app, request).await,
+    LoginRoute::RefreshToken => crate::protections::sessions::refresh(app, request).await,
+    LoginRoute::Logout => crate::protections::sessions::logout(app, request).await,
     LoginRoute::Jwks => Ok(jwks(app)),
 });
 
 route_group!(ResetRoute served by Reset, |route, app, _, request| {
-    use crate::recovery;
+    use crate::flows::recovery;
     match route {
         ResetRoute::ForgotPassword => recovery::forgot_password(app, request).await,
         ResetRoute::ResetPassword => recovery::reset_password(app, request).await,
@@ -412,7 +414,7 @@ route_group!(ResetRoute served by Reset, |route, app, _, request| {
 });
 
 route_group!(AccountRoute served by Account, |route, app, params, request| {
-    use crate::{account, account_security};
+    use crate::{flows::account, flows::account_security};
     match route {
         AccountRoute::Account => account::get_account(app, request).await,
         AccountRoute::Sessions => account::list_sessions(app, request).await,
@@ -431,7 +433,7 @@ route_group!(AccountRoute served by Account, |route, app, params, request| {
 });
 
 route_group!(TwoFactorRoute served by TwoFactor, |route, app, _, request| {
-    use crate::two_factor;
+    use crate::flows::two_factor;
     match route {
         TwoFactorRoute::TotpSetup => two_factor::setup(app, request).await,
         TwoFactorRoute::TotpConfirm => two_factor::confirm(app, request).await,
@@ -491,7 +493,7 @@ pub async fn dispatch(app: &App, serving: Option<Function>, request: ApiRequest)
                 Ok((endpoint, params)) => endpoint.handle(app, &params, &request).await,
                 Err(problem) => Err(problem),
             };
-            outcome.unwrap_or_else(|problem| super::problem(&problem))
+            outcome.unwrap_or_else(|problem| crate::http::problem(&problem))
         }
         Some(Function::Signup) => dispatch_to::<SignupRoute>(app, request).await,
         Some(Function::Verify) => dispatch_to::<VerifyRoute>(app, request).await,
@@ -512,13 +514,13 @@ pub async fn dispatch_to<G: RouteGroup>(app: &App, request: ApiRequest) -> ApiRe
         },
         Err(problem) => Err(problem),
     };
-    outcome.unwrap_or_else(|problem| super::problem(&problem))
+    outcome.unwrap_or_else(|problem| crate::http::problem(&problem))
 }
 
 /// `GET /.well-known/jwks.json`: prepared at cold start; public keys may be cached.
 fn jwks(app: &App) -> ApiResponse {
     let Ok(tokens) = app.tokens() else {
-        return super::problem(&Problem::internal(&anyhow::anyhow!("no access-token keys")));
+        return crate::http::problem(&Problem::internal(&anyhow::anyhow!("no access-token keys")));
     };
     let mut response = http::Response::new(tokens.jwks());
     let headers = response.headers_mut();

@@ -3,12 +3,12 @@
 use anyhow::Context;
 
 use crate::app::App;
-use crate::email::EmailAddress;
 use crate::records::{User, attr, keys};
+use crate::values::email::EmailAddress;
 
 /// The account that owns an email address, if any (two reads: claim, then account).
 pub async fn find_by_email(app: &App, email: &EmailAddress) -> anyhow::Result<Option<User>> {
-    find_by_login(app, &crate::login::LoginId::Email(email.clone())).await
+    find_by_login(app, &crate::flows::login::LoginId::Email(email.clone())).await
 }
 
 /// The account with this id, if it exists.
@@ -24,7 +24,7 @@ pub async fn find_by_id(app: &App, user_id: &str) -> anyhow::Result<Option<User>
 /// The account a login (email or username) names, if any (two reads).
 pub async fn find_by_login(
     app: &App,
-    login: &crate::login::LoginId,
+    login: &crate::flows::login::LoginId,
 ) -> anyhow::Result<Option<User>> {
     let claim = app
         .store

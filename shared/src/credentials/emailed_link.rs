@@ -8,8 +8,8 @@ use crate::app::App;
 use crate::http::Problem;
 use crate::mail::messages::Message;
 use crate::records::{User, attr, keys};
-use crate::secret::{self, Token};
 use crate::store::{Change, Cond, EXPIRES_AT, Item, Key, Write, WriteError};
+use crate::values::secret::{self, Token};
 
 /// How long a link works.
 pub const VALID_SECONDS: i64 = 3_600;

@@ -6,13 +6,13 @@ use http::StatusCode;
 use serde::Deserialize;
 
 use crate::app::App;
-use crate::email::EmailAddress;
 use crate::http::{ApiRequest, ApiResponse, FieldError, Problem};
 use crate::mail::messages::Message;
-use crate::rate_limit::RateLimit;
+use crate::protections::rate_limit::RateLimit;
 use crate::records::{User, attr, keys};
-use crate::secret::{self, Secret, Token};
 use crate::store::{Change, Cond, EXPIRES_AT, Item, Key, Write, WriteError, schema};
+use crate::values::email::EmailAddress;
+use crate::values::secret::{self, Secret, Token};
 
 /// How long a verification link and code work.
 pub const VALID_HOURS: i64 = 24;

@@ -6,14 +6,14 @@ use http::StatusCode;
 use serde::{Deserialize, Serialize};
 
 use crate::app::App;
-use crate::history::{self, Outcome};
+use crate::credentials::password::Verdict;
 use crate::http::{ApiRequest, ApiResponse, Problem};
-use crate::lockout::{Claim, Counter};
-use crate::password::Verdict;
+use crate::protections::backoff::{Claim, Counter};
+use crate::protections::login_history::{self, Outcome};
 use crate::records::{User, attr, keys};
-use crate::secret::{Secret, Token};
 use crate::store::{Change, Cond, EXPIRES_AT, Item, Write};
-use crate::{backup_codes, security_question, totp};
+use crate::values::secret::{Secret, Token};
+use crate::{credentials::backup_codes, credentials::security_answer, credentials::totp};
 
 /// How long a login waits for its second factor.
 pub const CHALLENGE_SECONDS: i64 = 300;
@@ -156,7 +156,7 @@ pub async fn verify_factor(
             let Some(answer) = &user.security_question else {
                 return Ok(None);
             };
-            let typed = security_question::typed_answer(code);
+            let typed = security_answer::typed_answer(code);
             let verdict = app
                 .passwords
                 .verify(&typed, Some(&answer.answer_hash))
@@ -183,7 +183,7 @@ pub async fn record_wrong_factor(
     also: Option<Write>,
 ) -> anyhow::Result<()> {
     let now = app.now();
-    let entry = history::entry(
+    let entry = login_history::entry(
         user_id,
         &request.client,
         now,
@@ -340,7 +340,7 @@ impl Challenge {
             security_question: user
                 .security_question
                 .as_ref()
-                .and_then(|a| security_question::question(&a.question_id))
+                .and_then(|a| security_answer::question(&a.question_id))
                 .map(|q| q.text),
             backup_codes_remaining: user.backup_codes.len(),
         };
@@ -351,7 +351,7 @@ impl Challenge {
 /// Binds a challenge to the password that started it: a reset or change in between
 /// makes the challenge unusable.
 fn password_digest(user: &User) -> String {
-    crate::secret::sha256_hex(&user.password_hash.0)
+    crate::values::secret::sha256_hex(&user.password_hash.0)
 }
 
 /// A presented challenge token: the account and challenge it names.
@@ -391,7 +391,7 @@ impl PresentedChallenge {
     pub fn usable(&self, stored: Option<&Item>, user: &User) -> bool {
         stored.is_some_and(|item| {
             item.s(attr::TOKEN_HASH)
-                .is_some_and(|hash| crate::secret::digests_match(hash, &self.digest))
+                .is_some_and(|hash| crate::values::secret::digests_match(hash, &self.digest))
                 && item.n(attr::ATTEMPTS).unwrap_or(0) < CHALLENGE_ATTEMPTS
                 && item.s(attr::PASSWORD_DIGEST) == Some(password_digest(user).as_str())
         })
@@ -416,7 +416,7 @@ impl PresentedChallenge {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use crate::password::PasswordHash;
+    use crate::credentials::password::PasswordHash;
     use crate::records::{AccountType, SecurityAnswer, TotpState};
 
     fn user(totp: bool, codes: bool, question: bool) -> User {

@@ -1,0 +1,7 @@
+//! The values people type, parsed once at the edge into types known to be valid: email
+//! addresses, usernames, full names, and secrets (which cannot be printed).
+
+pub mod email;
+pub mod full_name;
+pub mod secret;
+pub mod username;
