@@ -100,7 +100,8 @@ fn fresh_vs_reused(
 /// Hash and verify through the product's own `PasswordHasher` (its blocking-pool task,
 /// its memory reuse), awaited one at a time.
 fn product(runs: usize) -> anyhow::Result<(Vec<f64>, Vec<f64>)> {
-    use accounts::credentials::password::{NewPassword, PasswordHasher};
+    use accounts::credentials::password::PasswordHasher;
+    use accounts::values::new_password::NewPassword;
     use accounts::values::secret::Secret;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

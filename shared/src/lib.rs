@@ -30,3 +30,6 @@ pub mod routes;
 pub mod store;
 pub mod telemetry;
 pub mod values;
+
+#[cfg(test)]
+mod layering;

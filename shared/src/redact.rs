@@ -2,10 +2,6 @@
 //! what people type as logins or of the IP addresses rate limits count. Store keys and
 //! the texts of AWS errors pass through here before they reach an error's context.
 
-use std::fmt;
-
-use crate::store::Key;
-
 /// `text` with every email address in it cut to its domain: `alice@example.com` becomes
 /// `…@example.com`. SES error messages name recipients ("...failed the check: alice@...").
 pub fn addresses(text: &str) -> String {
@@ -46,26 +42,19 @@ fn value(prefix: &str, rest: &str) -> String {
     }
 }
 
-/// A key as logs may show it: the kind of item and the ids (account, session), never an
-/// address's local part, a typed login, a username or an IP address.
-pub struct LoggedKey<'a>(pub &'a Key);
-
-impl fmt::Display for LoggedKey<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let part = |text: &str| match text.split_once('#') {
-            Some((prefix, rest)) => format!("{prefix}#{}", value(prefix, rest)),
-            None => text.to_owned(),
-        };
-        write!(f, "{}/{}", part(&self.0.pk), part(&self.0.sk))
+/// One part of a store key (`KIND#value...`) as logs may show it: the kind of item and
+/// the ids (account, session), never an address's local part, a typed login, a username
+/// or an IP address.
+pub fn key_part(text: &str) -> String {
+    match text.split_once('#') {
+        Some((prefix, rest)) => format!("{prefix}#{}", value(prefix, rest)),
+        None => text.to_owned(),
     }
 }
 
-/// A partition key as logs may show it (a query's).
-pub fn partition(pk: &str) -> String {
-    LoggedKey(&Key::new(pk, ""))
-        .to_string()
-        .trim_end_matches('/')
-        .to_owned()
+/// A whole key (`pk/sk`) as logs may show it.
+pub fn key(pk: &str, sk: &str) -> String {
+    format!("{}/{}", key_part(pk), key_part(sk))
 }
 
 #[cfg(test)]
@@ -86,7 +75,7 @@ mod tests {
 
     #[test]
     fn keys_show_their_kind_and_ids_but_no_personal_data() {
-        let shown = |pk: &str, sk: &str| LoggedKey(&Key::new(pk, sk)).to_string();
+        let shown = key;
         assert_eq!(
             shown("EMAIL#alice@example.com", "CLAIM"),
             "EMAIL#…@example.com/CLAIM"
@@ -105,7 +94,7 @@ mod tests {
         );
         assert_eq!(shown("USER#3f2a", "SESSION#01ab"), "USER#3f2a/SESSION#01ab");
         assert_eq!(
-            partition("VERIFYCODE#eve@example.com"),
+            key_part("VERIFYCODE#eve@example.com"),
             "VERIFYCODE#…@example.com"
         );
     }

@@ -614,7 +614,7 @@ pub fn sorted_keys(value: &Value) -> Vec<String> {
 /// Whether the stored account of `email` is verified; `None` when there is no account.
 pub async fn email_verified(app: &App, email: &str) -> Option<bool> {
     let address = EmailAddress::parse(email).expect("a valid address");
-    accounts::records::lookup::find_by_email(app, &address)
+    accounts::records::lookup::find_by_email(app.store.as_ref(), &address)
         .await
         .expect("the store answers")
         .map(|user| user.email_verified)

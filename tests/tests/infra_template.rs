@@ -638,7 +638,7 @@ fn parameter_arn(name: &Json) -> Json {
 }
 
 /// The shared keys a template function needs: an HTTP function's `keys_needed`; the
-/// scheduled cleanup starts with `KeysNeeded::default()` (`cleanup::app_from_environment`).
+/// scheduled cleanup starts with `KeysNeeded::default()` (`functions/cleanup/src/main.rs`).
 fn keys_needed(binary: &str) -> KeysNeeded {
     Function::ALL
         .iter()

@@ -974,7 +974,7 @@ tests! {
 /// The stored password hash of the account with this (canonical) email.
 async fn stored_hash(app: &TestApp, email: &str) -> String {
     let email = accounts::values::email::EmailAddress::parse(email).expect("an email");
-    accounts::records::lookup::find_by_email(&app.app, &email)
+    accounts::records::lookup::find_by_email(app.app.store.as_ref(), &email)
         .await
         .expect("the store answers")
         .expect("the account exists")
@@ -993,7 +993,7 @@ on_both_backends! {
             parallelism: 1,
         })
         .expect("a hasher");
-        let password = accounts::credentials::password::NewPassword::parse(
+        let password = accounts::values::new_password::NewPassword::parse(
             &accounts::values::secret::Secret::new(PASSWORD),
             None,
             None,
@@ -1001,7 +1001,7 @@ on_both_backends! {
         .unwrap_or_else(|_| panic!("the test password meets the policy"));
         let weak_hash = weak.hash(&password).await.expect("a weak hash");
         let parsed = accounts::values::email::EmailAddress::parse(&email).expect("an email");
-        let user = accounts::records::lookup::find_by_email(&app.app, &parsed)
+        let user = accounts::records::lookup::find_by_email(app.app.store.as_ref(), &parsed)
             .await
             .expect("the store answers")
             .expect("the account exists");

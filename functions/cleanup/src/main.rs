@@ -11,7 +11,9 @@ use lambda_runtime::{LambdaEvent, service_fn};
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     accounts::telemetry::init(true);
-    let app = Arc::new(cleanup::app_from_environment().await?);
+    // The cleanup needs none of the shared keys (it never sees a token or a TOTP secret).
+    let keys = accounts::routes::KeysNeeded::default();
+    let app = Arc::new(accounts::routes::lambda::app_from_environment_for(keys).await?);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<serde_json::Value>| {
         let app = app.clone();
         async move {

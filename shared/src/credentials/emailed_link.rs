@@ -1,14 +1,13 @@
-//! Emailed one-hour recovery links (password reset, security-question reset): issuing
-//! one per account at most once a minute, checking a presented token, and spending it
-//! in the same transaction as the change it authorises.
+//! Emailed one-hour recovery links (password reset, security-question reset) as
+//! credentials: issuing one per account at most once a minute, checking a presented
+//! token, and spending it in the same transaction as the change it authorises.
 
 use http::StatusCode;
 
-use crate::app::App;
 use crate::http::Problem;
 use crate::mail::messages::Message;
-use crate::records::{User, attr, keys};
-use crate::store::{Change, Cond, EXPIRES_AT, Item, Key, Write, WriteError};
+use crate::records::{attr, keys};
+use crate::store::{Change, Cond, EXPIRES_AT, Item, Key, Write};
 use crate::values::secret::{self, Token};
 
 /// How long a link works.
@@ -53,7 +52,8 @@ impl Purpose {
         }
     }
 
-    fn message(self, link: String) -> Message {
+    /// The email that carries a link.
+    pub fn message(self, link: String) -> Message {
         let valid_minutes = VALID_SECONDS / 60;
         match self {
             Purpose::PasswordReset => Message::PasswordResetLink {
@@ -68,32 +68,20 @@ impl Purpose {
     }
 }
 
-/// Issues a fresh link for the account and mails it to the stored address, unless one
-/// went out less than a minute ago. A new link replaces the old one, which stops
-/// working.
-pub async fn issue_and_send(app: &App, user: &User, purpose: Purpose) -> anyhow::Result<()> {
-    let now = app.now();
-    let token = Token::generate(&user.id)?;
-    let item = Item::new(&purpose.key(&user.id))
-        .with(attr::USER_ID, user.id.as_str())
+/// A fresh link for an account: its token (for the email only) and the conditional put
+/// that stores its digest, replacing (so ending) the account's previous link unless that
+/// one went out less than a minute ago.
+pub fn issue(user_id: &str, purpose: Purpose, now: i64) -> anyhow::Result<(Token, Write)> {
+    let token = Token::generate(user_id)?;
+    let item = Item::new(&purpose.key(user_id))
+        .with(attr::USER_ID, user_id)
         .with(attr::TOKEN_HASH, token.digest())
         .with(attr::SENT_AT, now)
         .with(attr::ATTEMPTS, 0)
         .with(attr::VALID_UNTIL, now + VALID_SECONDS)
         .with(EXPIRES_AT, now + VALID_SECONDS + KEPT_AFTER_EXPIRY_SECONDS);
     let cooled_down = Cond::ItemAbsent.or(Cond::le(attr::SENT_AT, now - COOLDOWN_SECONDS));
-    match app.store.write(Write::put(item).when(cooled_down)).await {
-        Ok(_) => {
-            let link = app
-                .config
-                .app_base_url
-                .link(purpose.page(), &token.expose());
-            app.send_quietly(&user.email, purpose.message(link)).await;
-            Ok(())
-        }
-        Err(WriteError::ConditionFailed { .. }) => Ok(()),
-        Err(WriteError::Unexpected(e)) => Err(e.context("storing a recovery link")),
-    }
+    Ok((token, Write::put(item).when(cooled_down)))
 }
 
 /// Why a presented link does not work.

@@ -1,136 +1,15 @@
-//! Passwords as credentials: the strength policy every new password must meet, and
-//! argon2id hashing that runs off the async runtime and costs the same whether or not
-//! an account exists.
+//! Passwords as credentials: argon2id hashing that runs off the async runtime and costs
+//! the same whether or not an account exists.
 
-use std::sync::{Arc, LazyLock, Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use anyhow::{Context, anyhow};
 use argon2::password_hash::phc::{self, Output, ParamsString, Salt};
 use argon2::{Algorithm, Argon2, Block, Params, Version};
-use icu_normalizer::ComposingNormalizerBorrowed;
 
-use crate::values::email::EmailAddress;
+use crate::records::PasswordHash;
+use crate::values::new_password::{NewPassword, normalise};
 use crate::values::secret::Secret;
-use crate::values::username::Username;
-
-pub const MIN_CHARS: usize = 8;
-pub const MAX_CHARS: usize = 128;
-
-/// The bundled list of common passwords (lowercase, byte-sorted; see data/README.md).
-static COMMON_PASSWORDS: &str = include_str!("../../data/common-passwords.txt");
-static COMMON_SORTED: LazyLock<Vec<&'static str>> =
-    LazyLock::new(|| COMMON_PASSWORDS.lines().collect());
-
-/// Why a password was refused; each is reported as a field error code.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Weakness {
-    TooShort,
-    TooLong,
-    Common,
-    ContainsEmail,
-    ContainsUsername,
-}
-
-impl Weakness {
-    pub fn code(self) -> &'static str {
-        match self {
-            Weakness::TooShort => "too_short",
-            Weakness::TooLong => "too_long",
-            Weakness::Common => "common",
-            Weakness::ContainsEmail => "contains_email",
-            Weakness::ContainsUsername => "contains_username",
-        }
-    }
-}
-
-/// A password that met the policy: the only kind that can be hashed for storage.
-pub struct NewPassword(Secret);
-
-impl NewPassword {
-    /// Checks a proposed password against the policy. Length counts characters (after
-    /// NFKC normalisation, as NIST SP 800-63B recommends), not bytes.
-    pub fn parse(
-        input: &Secret,
-        email: Option<&EmailAddress>,
-        username: Option<&Username>,
-    ) -> Result<NewPassword, Vec<Weakness>> {
-        let normalised = normalise(input);
-        let text = normalised.expose();
-        let chars = text.chars().count();
-        let lower = text.to_lowercase();
-        let mut weaknesses = Vec::new();
-        if chars < MIN_CHARS {
-            weaknesses.push(Weakness::TooShort);
-        }
-        if chars > MAX_CHARS {
-            weaknesses.push(Weakness::TooLong);
-        }
-        if is_common(&lower) {
-            weaknesses.push(Weakness::Common);
-        }
-        // A local part of one or two characters would refuse half of all passwords.
-        if email.is_some_and(|e| {
-            let local = e.canonical_local_part();
-            local.chars().count() >= 3 && lower.contains(local)
-        }) {
-            weaknesses.push(Weakness::ContainsEmail);
-        }
-        if username.is_some_and(|u| lower.contains(u.canonical())) {
-            weaknesses.push(Weakness::ContainsUsername);
-        }
-        if weaknesses.is_empty() {
-            Ok(NewPassword(normalised))
-        } else {
-            Err(weaknesses)
-        }
-    }
-}
-
-impl NewPassword {
-    /// The password, normalised.
-    pub fn as_secret(&self) -> &Secret {
-        &self.0
-    }
-
-    /// A replacement password for an existing account (`new_password` in a reset or a
-    /// change), checked against the account's own email and username.
-    pub fn for_account(
-        input: &Secret,
-        user: &crate::records::User,
-    ) -> Result<NewPassword, crate::http::Problem> {
-        let email = EmailAddress::parse(&user.email).ok();
-        let username = user
-            .username
-            .as_deref()
-            .and_then(|u| Username::parse(u).ok());
-        NewPassword::parse(input, email.as_ref(), username.as_ref()).map_err(|weaknesses| {
-            crate::http::Problem::validation(
-                weaknesses
-                    .iter()
-                    .map(|w| crate::http::FieldError::new("new_password", w.code()))
-                    .collect(),
-            )
-        })
-    }
-}
-
-fn is_common(lowercase: &str) -> bool {
-    COMMON_SORTED.binary_search(&lowercase).is_ok()
-}
-
-/// The form a password is hashed in, so that the same characters typed on different
-/// keyboards (composed or decomposed accents, full-width digits) verify alike.
-fn normalise(input: &Secret) -> Secret {
-    Secret::new(
-        ComposingNormalizerBorrowed::new_nfkc()
-            .normalize(input.expose())
-            .into_owned(),
-    )
-}
-
-/// A stored argon2 hash in PHC string form (`$argon2id$v=19$m=...`).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct PasswordHash(pub String);
 
 /// The result of checking a password against a stored hash.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -147,7 +26,7 @@ pub enum LoginVerdict {
         needs_rehash: bool,
     },
     /// The password of a signup made on the account's address since (see
-    /// `signup::PendingSignup`): not a way in, but the person who made that signup is
+    /// `flows::signup::PendingSignup`): not a way in, but the person who made that signup is
     /// answered as the owner of a new, unverified account would be.
     PendingSignup,
     Wrong,
@@ -256,7 +135,7 @@ impl PasswordHasher {
 
     /// Hashes a password that met the policy.
     pub async fn hash(&self, password: &NewPassword) -> anyhow::Result<PasswordHash> {
-        let secret = password.0.clone();
+        let secret = password.as_secret().clone();
         self.run(move |inner| inner.hash(&secret))
             .await?
             .map(PasswordHash)
@@ -499,60 +378,6 @@ mod tests {
 
     fn secret(s: &str) -> Secret {
         Secret::new(s)
-    }
-
-    fn weaknesses(password: &str) -> Vec<Weakness> {
-        let email = EmailAddress::parse("marguerite@example.com").unwrap();
-        let username = Username::parse("Moonbeam").unwrap();
-        match NewPassword::parse(&secret(password), Some(&email), Some(&username)) {
-            Ok(_) => vec![],
-            Err(w) => w,
-        }
-    }
-
-    #[test]
-    fn a_long_uncommon_password_is_accepted() {
-        assert!(weaknesses("correct horse battery staple").is_empty());
-    }
-
-    #[test]
-    fn length_counts_characters_not_bytes() {
-        // Seven two-byte characters are 14 bytes but still too short.
-        assert_eq!(weaknesses("ééééééé"), vec![Weakness::TooShort]);
-        assert!(weaknesses("éééééééé").is_empty());
-        assert_eq!(weaknesses(&"é".repeat(129)), vec![Weakness::TooLong]);
-        assert!(weaknesses(&"é".repeat(128)).is_empty());
-    }
-
-    #[test]
-    fn common_passwords_are_refused_whatever_their_case() {
-        assert_eq!(weaknesses("PASSWORD123"), vec![Weakness::Common]);
-        assert_eq!(weaknesses("iloveyou2"), vec![Weakness::Common]);
-    }
-
-    #[test]
-    fn the_bundled_list_is_large_and_sorted() {
-        assert!(COMMON_SORTED.len() >= 10_000);
-        assert!(COMMON_SORTED.windows(2).all(|w| w[0] < w[1]));
-    }
-
-    /// Shorter entries could never match: a password that short is refused first.
-    #[test]
-    fn the_bundled_list_holds_only_passwords_of_an_allowed_length() {
-        assert!(
-            COMMON_SORTED
-                .iter()
-                .all(|entry| (MIN_CHARS..=MAX_CHARS).contains(&entry.chars().count()))
-        );
-    }
-
-    #[test]
-    fn a_password_containing_the_email_or_username_is_refused() {
-        assert_eq!(weaknesses("xxMarguerite!!"), vec![Weakness::ContainsEmail]);
-        assert_eq!(
-            weaknesses("my-moonbeam-42"),
-            vec![Weakness::ContainsUsername]
-        );
     }
 
     #[tokio::test]

@@ -5,6 +5,10 @@
 use icu_normalizer::ComposingNormalizerBorrowed;
 use serde::Serialize;
 
+use crate::credentials::password::PasswordHasher;
+use crate::http::{FieldError, Problem};
+use crate::records::{SecurityAnswer, User, attr};
+use crate::store::Change;
 use crate::values::email::EmailAddress;
 use crate::values::secret::Secret;
 
@@ -145,6 +149,43 @@ impl NewAnswer {
 /// What a person typed at login, normalised for verification against the hash.
 pub fn typed_answer(text: &Secret) -> Secret {
     Secret::new(normalise(text.expose()))
+}
+
+/// Validates a new question and answer for an account.
+pub fn parse_answer(
+    question_id: &str,
+    answer: &Secret,
+    password: &Secret,
+    user: &User,
+) -> Result<NewAnswer, Problem> {
+    if question(question_id).is_none() {
+        return Err(Problem::validation(vec![FieldError::new(
+            "question_id",
+            "unknown",
+        )]));
+    }
+    NewAnswer::parse(answer, password, &user.email, user.username.as_deref())
+        .map_err(|problem| Problem::validation(vec![FieldError::new("answer", problem.code())]))
+}
+
+/// The stored form of a new answer: hashed like a password.
+pub async fn hash_answer(
+    passwords: &PasswordHasher,
+    question_id: &str,
+    answer: &NewAnswer,
+) -> anyhow::Result<SecurityAnswer> {
+    Ok(SecurityAnswer {
+        question_id: question_id.to_owned(),
+        answer_hash: passwords.hash_secret(answer.secret()).await?,
+    })
+}
+
+/// The account changes that store a new question and answer.
+pub fn answer_changes(answer: &SecurityAnswer) -> Vec<Change> {
+    vec![
+        Change::set(attr::QUESTION_ID, answer.question_id.as_str()),
+        Change::set(attr::ANSWER_HASH, answer.answer_hash.0.as_str()),
+    ]
 }
 
 #[cfg(test)]

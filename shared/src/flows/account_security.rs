@@ -6,14 +6,14 @@ use serde::Deserialize;
 
 use crate::app::App;
 use crate::credentials::emailed_link::Purpose;
-use crate::credentials::password::NewPassword;
-use crate::flows::recovery::{answer_changes, hash_answer, notify_question_changed, parse_answer};
+use crate::credentials::security_answer::{answer_changes, hash_answer, parse_answer};
 use crate::http::{ApiRequest, ApiResponse, Problem};
 use crate::protections::reauthentication::{self, Reauthenticated};
 use crate::protections::security_notices::{self, PasswordReplaced};
 use crate::protections::sessions::{SignedIn, signed_in};
 use crate::records::{SessionEpoch, User, attr, keys};
 use crate::store::{Change, Cond, Write};
+use crate::values::new_password::NewPassword;
 use crate::values::secret::Secret;
 
 fn default_true() -> bool {
@@ -38,7 +38,8 @@ pub async fn change_password(app: &App, request: &ApiRequest) -> Result<ApiRespo
     } = signed_in(app, request, None).await?;
     let body: ChangePasswordRequest = request.json()?;
     // Checked before the current password: a weak choice should not cost a try.
-    let password = NewPassword::for_account(&body.new_password, &user)?;
+    let password =
+        NewPassword::for_account(&body.new_password, &user.email, user.username.as_deref())?;
     let proven =
         reauthentication::check_password(app, request, &user, &body.current_password).await?;
     let keep = body
@@ -121,7 +122,7 @@ pub async fn set_security_question(
     let proven =
         reauthentication::check_password(app, request, &user, &body.current_password).await?;
     let set = async {
-        let stored = hash_answer(app, &body.question_id, &answer).await?;
+        let stored = hash_answer(&app.passwords, &body.question_id, &answer).await?;
         let answer_set =
             Write::update(keys::user(&user.id), answer_changes(&stored)).when(Cond::ItemExists);
         app.store
@@ -133,6 +134,6 @@ pub async fn set_security_question(
     };
     let outcome = set.await;
     proven.finish(app, outcome).await?;
-    notify_question_changed(app, request, &user).await;
+    security_notices::question_changed(app, &user.email, &request.client).await;
     Ok(crate::http::status(StatusCode::OK, "security_question_set"))
 }

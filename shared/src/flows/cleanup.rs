@@ -158,20 +158,6 @@ pub fn budget(deadline: SystemTime, now: SystemTime) -> Duration {
         .saturating_sub(SAFETY_MARGIN)
 }
 
-/// The cleanup function's state, built once per cold start. It issues no access
-/// tokens, so it does not need (and is not given) the signing key.
-pub async fn app_from_environment() -> anyhow::Result<App> {
-    crate::routes::lambda::app_from_environment_for(crate::routes::KeysNeeded::default())
-        .await
-        .inspect_err(|e| {
-            tracing::error!(
-                error = format!("{e:#}"),
-                function = "cleanup",
-                "cold start failed"
-            );
-        })
-}
-
 // ---- unverified accounts ---------------------------------------------------------------
 
 /// Deletes accounts created at or before `now - max age` and still unverified, oldest

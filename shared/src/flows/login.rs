@@ -7,52 +7,18 @@ use http::StatusCode;
 use serde::Deserialize;
 
 use crate::app::App;
-use crate::credentials::password::{LoginVerdict, PasswordHash};
+use crate::credentials::password::LoginVerdict;
 use crate::http::{ApiRequest, ApiResponse, Client, Problem};
 use crate::protections::backoff::{self, Claim, Counter};
 use crate::protections::login_history::{self, Outcome};
 use crate::protections::rate_limit::RateLimit;
 use crate::protections::second_factors::{self, Challenge, Factor, PresentedChallenge};
 use crate::protections::sessions::{self, NewSession};
+use crate::records::PasswordHash;
 use crate::records::{SessionEpoch, User, attr, keys};
 use crate::store::{Change, Cond, Item, Key, MAX_TRANSACTION_WRITES, Page, Write};
-use crate::values::email::EmailAddress;
+use crate::values::login_id::LoginId;
 use crate::values::secret::Secret;
-use crate::values::username::Username;
-
-/// What a person typed as their login, in the form that identifies an account.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum LoginId {
-    Email(EmailAddress),
-    Username(Username),
-}
-
-impl LoginId {
-    /// An email when it contains `@` (usernames cannot), a username otherwise.
-    pub fn parse(text: &str) -> Option<LoginId> {
-        if text.contains('@') {
-            EmailAddress::parse(text).ok().map(LoginId::Email)
-        } else {
-            Username::parse(text).ok().map(LoginId::Username)
-        }
-    }
-
-    /// The item that maps this login to its account.
-    pub fn claim_key(&self) -> Key {
-        match self {
-            LoginId::Email(email) => keys::email_claim(email.canonical()),
-            LoginId::Username(name) => keys::username_claim(name.canonical()),
-        }
-    }
-
-    /// The canonical text, shared by every case and Unicode variant of the login.
-    pub fn canonical(&self) -> &str {
-        match self {
-            LoginId::Email(email) => email.canonical(),
-            LoginId::Username(name) => name.canonical(),
-        }
-    }
-}
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -144,7 +110,7 @@ pub async fn login(app: &App, request: &ApiRequest) -> Result<ApiResponse, Probl
     // success takes its count back).
     let claim_read = async {
         match &login {
-            Some(login) => app.store.get(&login.claim_key()).await,
+            Some(login) => app.store.get(&keys::claim_of(login)).await,
             None => Ok(None),
         }
     };
@@ -295,7 +261,7 @@ async fn record_refusal(
     Ok(())
 }
 
-/// A pending signup the login's claim holds (see `signup::PendingSignup`), if any.
+/// A pending signup the login's claim holds (see `flows::signup::PendingSignup`), if any.
 struct PendingCheck {
     hash: Option<PasswordHash>,
     /// The claim is a username held only for a pending signup: the account it names
@@ -334,7 +300,7 @@ async fn start_attempt(
 ) -> anyhow::Result<Result<Attempt, u64>> {
     let user_read = async {
         match user_id {
-            Some(user_id) => crate::records::lookup::find_by_id(app, user_id).await,
+            Some(user_id) => crate::records::lookup::find_by_id(app.store.as_ref(), user_id).await,
             None => Ok(None),
         }
     };

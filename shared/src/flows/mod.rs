@@ -10,4 +10,5 @@ pub mod login;
 pub mod recovery;
 pub mod service;
 pub mod signup;
+pub mod tokens;
 pub mod two_factor;

@@ -9,18 +9,17 @@ use serde::Deserialize;
 
 use crate::app::App;
 use crate::credentials::emailed_link::{self, Presented, Purpose};
-use crate::credentials::password::NewPassword;
-use crate::credentials::security_answer::{self, NewAnswer};
-use crate::flows::login::LoginId;
-use crate::http::{ApiRequest, ApiResponse, FieldError, Problem};
-use crate::mail::messages::Message;
+use crate::credentials::security_answer::{self};
+use crate::http::{ApiRequest, ApiResponse, Problem};
 use crate::protections::backoff::{self, Counter};
 use crate::protections::rate_limit::RateLimit;
 use crate::protections::reauthentication;
 use crate::protections::second_factors::{self, FactorProof};
-use crate::protections::security_notices::{self, Occurrence, PasswordReplaced};
-use crate::records::{SecurityAnswer, SessionEpoch, User, attr, keys};
-use crate::store::{Change, Cond, Key, Write, schema};
+use crate::protections::security_notices::{self, PasswordReplaced};
+use crate::records::{SessionEpoch, User, attr, keys};
+use crate::store::{Change, Cond, Key, Write, WriteError, schema};
+use crate::values::login_id::LoginId;
+use crate::values::new_password::NewPassword;
 use crate::values::secret::Secret;
 
 #[derive(Deserialize)]
@@ -54,11 +53,11 @@ async fn forgot(app: &App, request: &ApiRequest, purpose: Purpose) -> Result<Api
         let Some(login) = login else {
             return Ok(());
         };
-        let user = crate::records::lookup::find_by_login(app, &login).await?;
+        let user = crate::records::lookup::find_by_login(app.store.as_ref(), &login).await?;
         match user {
             // "Forgot your answer" only makes sense for an account that has one.
             Some(user) if purpose == Purpose::PasswordReset || user.security_question.is_some() => {
-                emailed_link::issue_and_send(app, &user, purpose).await
+                send_link(app, &user, purpose).await
             }
             _ => Ok(()),
         }
@@ -66,6 +65,25 @@ async fn forgot(app: &App, request: &ApiRequest, purpose: Purpose) -> Result<Api
     .await
     .map_err(Problem::from)?;
     Ok(crate::http::status(StatusCode::ACCEPTED, "email_sent"))
+}
+
+/// Issues a fresh link for the account and mails it to the stored address, unless one
+/// went out less than a minute ago. A new link replaces the old one, which stops
+/// working.
+async fn send_link(app: &App, user: &User, purpose: Purpose) -> anyhow::Result<()> {
+    let (token, stored) = emailed_link::issue(&user.id, purpose, app.now())?;
+    match app.store.write(stored).await {
+        Ok(_) => {
+            let link = app
+                .config
+                .app_base_url
+                .link(purpose.page(), &token.expose());
+            app.send_quietly(&user.email, purpose.message(link)).await;
+            Ok(())
+        }
+        Err(WriteError::ConditionFailed { .. }) => Ok(()),
+        Err(WriteError::Unexpected(e)) => Err(e.context("storing a recovery link")),
+    }
 }
 
 /// A presented link with everything needed to judge it, read in one round trip: the
@@ -116,7 +134,8 @@ pub async fn reset_password(app: &App, request: &ApiRequest) -> Result<ApiRespon
     let body: ResetRequest = request.json()?;
     let purpose = Purpose::PasswordReset;
     let Redemption { presented, user } = load_redemption(app, &body.token, purpose).await?;
-    let password = NewPassword::for_account(&body.new_password, &user)?;
+    let password =
+        NewPassword::for_account(&body.new_password, &user.email, user.username.as_deref())?;
     // A mailbox alone must not take over an account with two-step verification.
     let mut factor = second_factors::require_factor(
         app,
@@ -188,7 +207,8 @@ pub async fn reset_security_question(
     let body: ResetSecurityQuestionRequest = request.json()?;
     let purpose = Purpose::SecurityQuestionReset;
     let Redemption { presented, user } = load_redemption(app, &body.token, purpose).await?;
-    let answer = parse_answer(&body.question_id, &body.answer, &body.password, &user)?;
+    let answer =
+        security_answer::parse_answer(&body.question_id, &body.answer, &body.password, &user)?;
     let proven = reauthentication::check_password(app, request, &user, &body.password).await?;
     let reset = async {
         let mut factor = second_factors::require_factor(
@@ -202,10 +222,15 @@ pub async fn reset_security_question(
         .await?;
         let spend = std::mem::take(&mut factor.spend);
         let replaced = async {
-            let stored = hash_answer(app, &body.question_id, &answer).await?;
+            let stored =
+                security_answer::hash_answer(&app.passwords, &body.question_id, &answer).await?;
             let mut writes = vec![
                 presented.spend(purpose, app.now()),
-                spend.account_write(&user.id, answer_changes(&stored), Cond::ItemExists),
+                spend.account_write(
+                    &user.id,
+                    security_answer::answer_changes(&stored),
+                    Cond::ItemExists,
+                ),
                 proven.succeeded(),
             ];
             writes.extend(factor.succeeded());
@@ -220,59 +245,9 @@ pub async fn reset_security_question(
     };
     let outcome = reset.await;
     proven.finish(app, outcome).await?;
-    notify_question_changed(app, request, &user).await;
+    security_notices::question_changed(app, &user.email, &request.client).await;
     Ok(crate::http::status(
         StatusCode::OK,
         "security_question_reset",
     ))
-}
-
-/// Validates a new question and answer for an account.
-pub fn parse_answer(
-    question_id: &str,
-    answer: &Secret,
-    password: &Secret,
-    user: &User,
-) -> Result<NewAnswer, Problem> {
-    if security_answer::question(question_id).is_none() {
-        return Err(Problem::validation(vec![FieldError::new(
-            "question_id",
-            "unknown",
-        )]));
-    }
-    NewAnswer::parse(answer, password, &user.email, user.username.as_deref())
-        .map_err(|problem| Problem::validation(vec![FieldError::new("answer", problem.code())]))
-}
-
-pub async fn hash_answer(
-    app: &App,
-    question_id: &str,
-    answer: &NewAnswer,
-) -> anyhow::Result<SecurityAnswer> {
-    Ok(SecurityAnswer {
-        question_id: question_id.to_owned(),
-        answer_hash: app.passwords.hash_secret(answer.secret()).await?,
-    })
-}
-
-/// The account changes that store a new question and answer.
-pub fn answer_changes(answer: &SecurityAnswer) -> Vec<Change> {
-    vec![
-        Change::set(attr::QUESTION_ID, answer.question_id.as_str()),
-        Change::set(attr::ANSWER_HASH, answer.answer_hash.0.as_str()),
-    ]
-}
-
-pub async fn notify_question_changed(app: &App, request: &ApiRequest, user: &User) {
-    let seen = Occurrence::of(app, &request.client);
-    app.send_quietly(
-        &user.email,
-        Message::SecurityQuestionChanged {
-            when: seen.when,
-            ip: seen.ip,
-            device: seen.device,
-            reset_url: app.config.app_base_url.page("/forgot-password"),
-        },
-    )
-    .await;
 }

@@ -6,7 +6,7 @@ use http::StatusCode;
 use serde::Deserialize;
 
 use crate::app::App;
-use crate::credentials::password::{NewPassword, Verdict};
+use crate::credentials::password::Verdict;
 use crate::flows::email_verification;
 use crate::http::{ApiRequest, ApiResponse, FieldError, Problem};
 use crate::mail::messages::Message;
@@ -16,6 +16,7 @@ use crate::records::{self, AccountType, User, attr, keys};
 use crate::store::{Change, Cond, EXPIRES_AT, Item, TransactError, Write};
 use crate::values::email::EmailAddress;
 use crate::values::full_name::FullName;
+use crate::values::new_password::NewPassword;
 use crate::values::secret::Secret;
 use crate::values::username::Username;
 
@@ -227,7 +228,7 @@ async fn hold_pending_signup(
 /// would have deleted a new account.
 struct PendingSignup {
     owner_id: String,
-    hash: crate::credentials::password::PasswordHash,
+    hash: crate::records::PasswordHash,
     until: i64,
 }
 
@@ -242,7 +243,8 @@ impl PendingSignup {
         let Some(owner_id) = email_claim.s(attr::USER_ID) else {
             anyhow::bail!("an email claim has no account");
         };
-        let Some(owner) = crate::records::lookup::find_by_id(app, owner_id).await? else {
+        let Some(owner) = crate::records::lookup::find_by_id(app.store.as_ref(), owner_id).await?
+        else {
             return Ok(None);
         };
         Ok(Some(PendingSignup {
@@ -352,7 +354,7 @@ async fn move_unverified_account(
     password: &Secret,
     new: &EmailAddress,
 ) -> Result<(), SignupError> {
-    let user = crate::records::lookup::find_by_email(app, old).await?;
+    let user = crate::records::lookup::find_by_email(app.store.as_ref(), old).await?;
     let counter = match &user {
         Some(user) => Counter::Address { user_id: &user.id },
         None => Counter::Login {

@@ -416,7 +416,7 @@ impl PresentedChallenge {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use crate::credentials::password::PasswordHash;
+    use crate::records::PasswordHash;
     use crate::records::{AccountType, SecurityAnswer, TotpState};
 
     fn user(totp: bool, codes: bool, question: bool) -> User {

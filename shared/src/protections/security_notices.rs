@@ -66,3 +66,16 @@ pub async fn password_replaced(app: &App, to: &str, client: &Client, how: Passwo
     };
     app.send_quietly(to, message).await;
 }
+
+/// Tells the owner at `to` that the security question was set or reset, when and from
+/// where, with the way back in if it was not them.
+pub async fn question_changed(app: &App, to: &str, client: &Client) {
+    let Occurrence { when, ip, device } = Occurrence::of(app, client);
+    let message = Message::SecurityQuestionChanged {
+        when,
+        ip,
+        device,
+        reset_url: app.config.app_base_url.page("/forgot-password"),
+    };
+    app.send_quietly(to, message).await;
+}

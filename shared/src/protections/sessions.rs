@@ -1,6 +1,6 @@
 //! Sessions: created at login, carried by a rotating refresh token and short-lived
 //! access tokens, checked on every authenticated call so that ending one takes effect
-//! at once.
+//! at once. (The routes that rotate and end refresh tokens are `flows::tokens`.)
 //!
 //! Ending sessions in bulk is one write on the account, whatever their number: a session
 //! is valid only while the account's session epoch admits it ([`SessionEpoch`]), so a
@@ -10,13 +10,13 @@
 
 use http::StatusCode;
 use http::header::AUTHORIZATION;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use crate::app::App;
 use crate::app::config::SessionLimits;
 use crate::http::{ApiRequest, ApiResponse, Client, Problem};
 use crate::records::{SessionEpoch, User, attr, keys};
-use crate::store::{Change, Cond, EXPIRES_AT, Item, Key, Query, Write, WriteError, schema};
+use crate::store::{Cond, EXPIRES_AT, Item, Key, Query, Write, schema};
 use crate::values::secret::{Secret, Token};
 
 /// Spent refresh tokens remembered per session (by digest, in slots by generation): a
@@ -187,7 +187,9 @@ impl NewSession {
     }
 }
 
-fn issue(
+/// The tokens of a session: a new access token, and `refresh` (the session's current
+/// refresh token).
+pub fn issue(
     app: &App,
     user_id: &str,
     session_id: &str,
@@ -207,11 +209,11 @@ fn issue(
 }
 
 /// What a refresh token says about its session.
-struct SessionRef<'a> {
-    user_id: &'a str,
-    session_id: &'a str,
-    epoch: i64,
-    ends_at: i64,
+pub struct SessionRef<'a> {
+    pub user_id: &'a str,
+    pub session_id: &'a str,
+    pub epoch: i64,
+    pub ends_at: i64,
 }
 
 impl<'a> SessionRef<'a> {
@@ -228,7 +230,7 @@ impl<'a> SessionRef<'a> {
     /// session, the generation (the slot its digest goes to once spent), the session's
     /// epoch and its end, so that a refresh is one transaction with no read; the digest
     /// covers them all, so none can be altered without the token failing.
-    fn refresh_token(&self, generation: i64) -> anyhow::Result<Token> {
+    pub fn refresh_token(&self, generation: i64) -> anyhow::Result<Token> {
         Token::for_parts(&[
             self.user_id,
             self.session_id,
@@ -240,7 +242,7 @@ impl<'a> SessionRef<'a> {
 }
 
 /// The attribute that remembers the digest of a spent token of `generation`.
-fn spent_slot(generation: i64) -> String {
+pub fn spent_slot(generation: i64) -> String {
     format!(
         "spent_refresh_{}",
         generation.rem_euclid(SPENT_TOKENS_REMEMBERED)
@@ -249,17 +251,17 @@ fn spent_slot(generation: i64) -> String {
 
 /// A presented refresh token: the session it names and what its parts say. Nothing here
 /// is trusted until its digest matches one the session stores.
-struct PresentedRefresh {
-    digest: String,
-    user_id: String,
-    session_id: String,
-    generation: i64,
-    epoch: i64,
-    ends_at: i64,
+pub struct PresentedRefresh {
+    pub digest: String,
+    pub user_id: String,
+    pub session_id: String,
+    pub generation: i64,
+    pub epoch: i64,
+    pub ends_at: i64,
 }
 
 impl PresentedRefresh {
-    fn parse(text: &Secret) -> Option<PresentedRefresh> {
+    pub fn parse(text: &Secret) -> Option<PresentedRefresh> {
         let token = Token::parse(text.expose())?;
         let [user_id, session_id, generation, epoch, ends_at] = token.parts()[..] else {
             return None;
@@ -274,141 +276,22 @@ impl PresentedRefresh {
         })
     }
 
-    fn key(&self) -> Key {
+    pub fn key(&self) -> Key {
         keys::session(&self.user_id, &self.session_id)
     }
 
     /// Whether the session item records this token as spent (issued, then rotated).
-    fn was_spent_in(&self, item: &Item) -> bool {
+    pub fn was_spent_in(&self, item: &Item) -> bool {
         item.s(&spent_slot(self.generation))
             .is_some_and(|spent| crate::values::secret::digests_match(spent, &self.digest))
     }
 
     /// Whether this token is the session's current one, or one of its remembered spent
     /// ones: either way, its holder holds the session.
-    fn owns_cond(&self) -> Cond {
+    pub fn owns_cond(&self) -> Cond {
         Cond::eq(attr::REFRESH_HASH, self.digest.as_str())
             .or(Cond::eq(&spent_slot(self.generation), self.digest.as_str()))
     }
-}
-
-fn invalid_token() -> Problem {
-    Problem::new(
-        StatusCode::UNAUTHORIZED,
-        "invalid_token",
-        "This refresh token is not valid. Please log in again.",
-    )
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RefreshRequest {
-    refresh_token: Secret,
-}
-
-/// `POST /v1/token/refresh`: rotates the refresh token in one transaction, which also
-/// checks that the account's epoch still admits the session. A spent token presented
-/// again ends the whole session (someone holds a copy); a token that was never issued
-/// (forged, altered, or too old to be remembered) is refused and ends nothing.
-pub async fn refresh(app: &App, request: &ApiRequest) -> Result<ApiResponse, Problem> {
-    let body: RefreshRequest = request.json()?;
-    let presented = PresentedRefresh::parse(&body.refresh_token).ok_or_else(invalid_token)?;
-    let next_generation = presented
-        .generation
-        .checked_add(1)
-        .ok_or_else(invalid_token)?;
-    let session = SessionRef {
-        user_id: &presented.user_id,
-        session_id: &presented.session_id,
-        epoch: presented.epoch,
-        ends_at: presented.ends_at,
-    };
-    let next = session.refresh_token(next_generation)?;
-    let now = app.now();
-    let key = presented.key();
-    let rotated = app
-        .store
-        .transact(vec![
-            Write::update(
-                key.clone(),
-                vec![
-                    Change::set(attr::REFRESH_HASH, next.digest()),
-                    Change::set(attr::REFRESH_GENERATION, next_generation),
-                    Change::set(&spent_slot(presented.generation), presented.digest.as_str()),
-                    Change::set(attr::LAST_SEEN_AT, now),
-                ],
-            )
-            .when(
-                alive(&app.config.sessions, now)
-                    .and(Cond::eq(attr::REFRESH_HASH, presented.digest.as_str())),
-            ),
-            Write::check(
-                keys::user(&presented.user_id),
-                SessionEpoch::admits_cond(&presented.session_id, presented.epoch),
-            ),
-        ])
-        .await;
-    match rotated {
-        Ok(()) => {
-            let tokens = issue(
-                app,
-                session.user_id,
-                session.session_id,
-                session.ends_at,
-                &next,
-            )?;
-            Ok(tokens.response())
-        }
-        Err(e @ crate::store::TransactError::ConditionFailed { .. }) => {
-            let reused = e
-                .failed_at(0)
-                .and_then(|failed| failed.current.as_ref())
-                .is_some_and(|item| !item.is_expired(now) && presented.was_spent_in(item));
-            let ended_by_epoch = e.failed_at(0).is_none() && e.failed_at(1).is_some();
-            if reused {
-                tracing::warn!("a spent refresh token was presented; ending its session");
-            }
-            if reused || ended_by_epoch {
-                end_session(app, key).await?;
-            }
-            Err(invalid_token())
-        }
-        Err(crate::store::TransactError::Unexpected(e)) => {
-            Err(e.context("rotating a refresh token").into())
-        }
-    }
-}
-
-async fn end_session(app: &App, key: Key) -> anyhow::Result<()> {
-    app.store
-        .write(Write::delete(key))
-        .await
-        .map(|_| ())
-        .map_err(|e| anyhow::Error::from(e).context("ending a session"))
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct LogoutRequest {
-    refresh_token: Secret,
-}
-
-/// `POST /v1/logout`: ends the session the refresh token belongs to (its current token,
-/// or a remembered spent one, which would end it anyway). Always `204`: logging out
-/// twice is not an error.
-pub async fn logout(app: &App, request: &ApiRequest) -> Result<ApiResponse, Problem> {
-    let body: LogoutRequest = request.json()?;
-    if let Some(presented) = PresentedRefresh::parse(&body.refresh_token) {
-        match app
-            .store
-            .write(Write::delete(presented.key()).when(presented.owns_cond()))
-            .await
-        {
-            Ok(_) | Err(WriteError::ConditionFailed { .. }) => {}
-            Err(WriteError::Unexpected(e)) => return Err(e.context("logging out").into()),
-        }
-    }
-    Ok(crate::http::no_content())
 }
 
 /// The most session items a login reads to enforce the cap (one page).

@@ -7,7 +7,6 @@ use std::collections::BTreeSet;
 
 use serde::{Deserialize, Serialize};
 
-use crate::credentials::password::PasswordHash;
 use crate::store::{Change, Cond, Item, Key, Value, schema};
 use crate::values::email::EmailAddress;
 
@@ -87,6 +86,15 @@ pub mod keys {
     /// Claims an email address (canonical form) for one account.
     pub fn email_claim(canonical_email: &str) -> Key {
         Key::new(format!("EMAIL#{canonical_email}"), "CLAIM")
+    }
+
+    /// The claim that maps a login (an address or a username) to its account.
+    pub fn claim_of(login: &crate::values::login_id::LoginId) -> Key {
+        use crate::values::login_id::LoginId;
+        match login {
+            LoginId::Email(email) => email_claim(email.canonical()),
+            LoginId::Username(name) => username_claim(name.canonical()),
+        }
     }
 
     /// Claims a username (canonical form) for one account.
@@ -196,6 +204,10 @@ impl AccountType {
         }
     }
 }
+
+/// A stored argon2 hash in PHC string form (`$argon2id$v=19$m=...`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PasswordHash(pub String);
 
 /// An account as stored.
 #[derive(Clone, Debug, PartialEq, Eq)]

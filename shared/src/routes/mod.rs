@@ -396,9 +396,9 @@ route_group!(VerifyRoute served by Verify, |route, app, _, request| match route 
 route_group!(LoginRoute served by Login, |route, app, _, request| match route {
     LoginRoute::Login => crate::flows::login::login(app, request).await,
     LoginRoute::LoginMfa => crate::flows::login::login_mfa(app, request).await,
-    LoginRoute::RefreshToken => crate::protections::sessions::refresh(app, request).await,
-    LoginRoute::Logout => crate::protections::sessions::logout(app, request).await,
-    LoginRoute::Jwks => Ok(jwks(app)),
+    LoginRoute::RefreshToken => crate::flows::tokens::refresh(app, request).await,
+    LoginRoute::Logout => crate::flows::tokens::logout(app, request).await,
+    LoginRoute::Jwks => Ok(crate::flows::tokens::jwks(app)),
 });
 
 route_group!(ResetRoute served by Reset, |route, app, _, request| {
@@ -515,24 +515,6 @@ pub async fn dispatch_to<G: RouteGroup>(app: &App, request: ApiRequest) -> ApiRe
         Err(problem) => Err(problem),
     };
     outcome.unwrap_or_else(|problem| crate::http::problem(&problem))
-}
-
-/// `GET /.well-known/jwks.json`: prepared at cold start; public keys may be cached.
-fn jwks(app: &App) -> ApiResponse {
-    let Ok(tokens) = app.tokens() else {
-        return crate::http::problem(&Problem::internal(&anyhow::anyhow!("no access-token keys")));
-    };
-    let mut response = http::Response::new(tokens.jwks());
-    let headers = response.headers_mut();
-    headers.insert(
-        http::header::CONTENT_TYPE,
-        http::HeaderValue::from_static("application/json"),
-    );
-    headers.insert(
-        http::header::CACHE_CONTROL,
-        http::HeaderValue::from_static("public, max-age=300"),
-    );
-    response
 }
 
 #[cfg(test)]

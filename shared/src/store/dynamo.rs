@@ -673,7 +673,7 @@ impl Store for DynamoStore {
                 .with_context(|| {
                     format!(
                         "Query {} on {}",
-                        crate::redact::partition(&query.pk),
+                        crate::redact::key_part(&query.pk),
                         self.table
                     )
                 })?;

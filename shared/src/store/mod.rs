@@ -31,7 +31,7 @@ pub const PK: &str = "pk";
 pub const SK: &str = "sk";
 
 /// The primary key of one item. Its `Debug` form is the one logs may show
-/// ([`crate::redact::LoggedKey`]): error contexts name keys.
+/// ([`crate::redact::key`]): error contexts name keys.
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Key {
     pub pk: String,
@@ -40,7 +40,7 @@ pub struct Key {
 
 impl std::fmt::Debug for Key {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Key({})", crate::redact::LoggedKey(self))
+        write!(f, "Key({})", crate::redact::key(&self.pk, &self.sk))
     }
 }
 
