@@ -106,26 +106,34 @@ impl Server {
     }
 }
 
+/// The names of this machine a request may use.
+const OWN_NAMES: [&str; 3] = ["localhost", "127.0.0.1", "[::1]"];
+
+/// Whether `name:port` is one of this machine's names at this server's port (compared
+/// without allocating: every request passes here).
+fn is_own_name_and_port(text: &str, port: u16) -> bool {
+    let Some((name, given)) = text.rsplit_once(':') else {
+        return false;
+    };
+    given.parse::<u16>().ok() == Some(port)
+        && OWN_NAMES.iter().any(|own| name.eq_ignore_ascii_case(own))
+}
+
 /// Whether the request names this server: `localhost`, `127.0.0.1` or `[::1]` at its
 /// own port (a browser always sends the port of a URL that has one).
 fn is_own_host(headers: &http::HeaderMap, port: u16) -> bool {
-    let Some(host) = headers
+    headers
         .get(http::header::HOST)
         .and_then(|v| v.to_str().ok())
-    else {
-        return false;
-    };
-    ["localhost", "127.0.0.1", "[::1]"]
-        .iter()
-        .any(|name| host.eq_ignore_ascii_case(&format!("{name}:{port}")))
+        .is_some_and(|host| is_own_name_and_port(host, port))
 }
 
 /// Whether an `Origin` is this server's own (for form posts): the same names as
 /// [`is_own_host`], over http.
 pub(crate) fn is_own_origin(origin: &str, port: u16) -> bool {
-    ["localhost", "127.0.0.1", "[::1]"]
-        .iter()
-        .any(|name| origin.eq_ignore_ascii_case(&format!("http://{name}:{port}")))
+    origin
+        .strip_prefix("http://")
+        .is_some_and(|rest| is_own_name_and_port(rest, port))
 }
 
 fn misdirected() -> api::Problem {
