@@ -246,9 +246,13 @@ on_both_backends! {
             rate_limited(app.try_log_in(login, PASSWORD).await).await;
             if app.backend == Backend::DynamoDb {
                 let snapshot = app.dynamodb_calls();
-                // One write after the refusal either way: the history entry of a known
-                // account, the note on an unknown login's counter.
-                calls.push((snapshot.get("PutItem").copied().unwrap_or(0) + snapshot.get("UpdateItem").copied().unwrap_or(0),));
+                // The same reads (an unknown login reads a stand-in account and its
+                // sessions), and one write after the refusal either way: the history
+                // entry of a known account, the note on an unknown login's counter.
+                let writes = snapshot.get("PutItem").copied().unwrap_or(0)
+                    + snapshot.get("UpdateItem").copied().unwrap_or(0);
+                let reads = (snapshot.get("GetItem").copied(), snapshot.get("Query").copied());
+                calls.push((writes, reads));
             }
         }
         if app.backend == Backend::DynamoDb {

@@ -16,7 +16,7 @@ use crate::protections::second_factors::{self, Challenge, Factor, PresentedChall
 use crate::protections::sessions::{self, NewSession};
 use crate::records::PasswordHash;
 use crate::records::{SessionEpoch, User, attr, keys};
-use crate::store::{Change, Cond, Item, Key, MAX_TRANSACTION_WRITES, Page, Write};
+use crate::store::{Change, Cond, Item, Key, MAX_TRANSACTION_WRITES, Write};
 use crate::values::login_id::LoginId;
 use crate::values::secret::Secret;
 
@@ -298,18 +298,15 @@ async fn start_attempt(
     counter: Key,
     user_id: Option<&str>,
 ) -> anyhow::Result<Result<Attempt, u64>> {
-    let user_read = async {
-        match user_id {
-            Some(user_id) => crate::records::lookup::find_by_id(app.store.as_ref(), user_id).await,
-            None => Ok(None),
-        }
-    };
-    let sessions_read = async {
-        match user_id {
-            Some(user_id) => app.store.query(&sessions::sessions_query(user_id)).await,
-            None => Ok(Page::default()),
-        }
-    };
+    // A login that names no account reads a stand-in account (an id no account has,
+    // never a UUID) and its sessions: the same three calls in parallel as for a known
+    // login, so a refusal or a failure takes as long either way. The stand-in is
+    // derived from the login so that a flood of unknown logins spreads over partitions.
+    let stand_in = format!("none:{}", counter.pk);
+    let read_id = user_id.unwrap_or(&stand_in);
+    let user_read = crate::records::lookup::find_by_id(app.store.as_ref(), read_id);
+    let sessions_query = sessions::sessions_query(read_id);
+    let sessions_read = app.store.query(&sessions_query);
     let now = app.now();
     let (user, sessions, claimed) = tokio::join!(
         user_read,
@@ -320,10 +317,17 @@ async fn start_attempt(
         Ok(claim) => claim,
         Err(wait) => return Ok(Err(wait)),
     };
+    let (user, sessions) = match user_id {
+        Some(_) => (
+            user?,
+            sessions.context("reading an account's sessions")?.items,
+        ),
+        None => (None, Vec::new()),
+    };
     Ok(Ok(Attempt {
-        user: user?,
+        user,
         claim,
-        sessions: sessions.context("reading an account's sessions")?.items,
+        sessions,
     }))
 }
 
