@@ -3,7 +3,9 @@
 # first use into a cache by `scripts/check-infra.sh --tools`.
 #
 #   make build                      cargo lambda build --release --arm64, every function, with sizes
-#   make deploy [STAGE=prod]        sam build + sam deploy (guided the first time for a stage)
+#   make package                    sam build of those binaries into target/sam/build (no AWS)
+#   make deploy [STAGE=prod]        package + sam deploy (settings saved per stage in infra/samconfig.toml)
+#   make sync [STAGE=dev]           sam sync --watch of a development stack
 #   make test | lint | dev | watch | bench  see below
 
 SHELL := bash
@@ -24,7 +26,7 @@ EVENT ?= tests/fixtures/apigw-v2-health.json
 # Puts the pinned tools first on PATH (installs them the first time).
 TOOLS := export PATH="$$(bash scripts/check-infra.sh --tools):$$PATH" SAM_CLI_TELEMETRY=0
 
-.PHONY: help build deploy test lint dev watch invoke logs bench
+.PHONY: help build package deploy sync test lint dev watch invoke logs bench
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  make %-7s %s\n", $$1, $$2}'
@@ -32,21 +34,51 @@ help: ## list the targets
 build: ## build every function for Lambda (arm64, release) and print each binary's size
 	bash scripts/build-lambdas.sh
 
-deploy: ## sam build + sam deploy of STAGE (default dev); guided the first time
+package: build ## sam build of the template from `make build`'s binaries into target/sam/build (offline; what deploy uploads)
 	@$(TOOLS)
-	if command -v rustup >/dev/null; then rustup target add aarch64-unknown-linux-gnu; fi
+	# BuildMethod: rust-cargolambda builds in the source tree and shares target/: after
+	# `make build` it compiles nothing and copies the bootstraps (README, "Deploy").
 	sam build --template-file infra/template.yaml --build-dir $(SAM_BUILD_DIR) \
-	  --cache-dir target/sam/cache --config-file $(SAMCONFIG) --config-env $(STAGE)
+	  --cache-dir target/sam/cache </dev/null
+
+deploy: package ## sam deploy of STAGE (default dev); a first deploy needs APP_DOMAIN and SENDER_ADDRESS, or a terminal
+	@$(TOOLS)
 	if grep -q '^\[$(STAGE)\.deploy\.parameters\]' $(SAMCONFIG); then
 	  sam deploy --template-file $(SAM_BUILD_DIR)/template.yaml \
-	    --config-file $(SAMCONFIG) --config-env $(STAGE)
-	else
+	    --config-file $(SAMCONFIG) --config-env $(STAGE) --no-fail-on-empty-changeset \
+	    $(if $(PARAMETERS),--parameter-overrides $(PARAMETERS))
+	elif [ -n "$(APP_DOMAIN)" ] && [ -n "$(SENDER_ADDRESS)" ]; then
+	  echo "First deploy of stage $(STAGE): its settings are saved in infra/samconfig.toml (commit them)"
+	  sam deploy --template-file $(SAM_BUILD_DIR)/template.yaml \
+	    --config-file $(SAMCONFIG) --config-env $(STAGE) --save-params \
+	    --stack-name accounts-$(STAGE) $(if $(REGION),--region $(REGION)) \
+	    --capabilities CAPABILITY_IAM --resolve-s3 --no-confirm-changeset \
+	    --no-fail-on-empty-changeset \
+	    --parameter-overrides Stage=$(STAGE) AppDomain=$(APP_DOMAIN) \
+	      SenderAddress=$(SENDER_ADDRESS) $(PARAMETERS) </dev/null
+	elif [ -t 0 ]; then
 	  echo "First deploy of stage $(STAGE): answer the prompts; they are saved in infra/samconfig.toml"
 	  sam deploy --guided --template-file $(SAM_BUILD_DIR)/template.yaml \
 	    --config-file $(SAMCONFIG) --config-env $(STAGE) \
 	    --stack-name accounts-$(STAGE) --capabilities CAPABILITY_IAM \
 	    --parameter-overrides Stage=$(STAGE)
+	else
+	  echo "make deploy: stage $(STAGE) was never deployed and there is no terminal to ask:" >&2
+	  echo "  make deploy STAGE=$(STAGE) APP_DOMAIN=app.example.com SENDER_ADDRESS=no-reply@example.com [REGION=...] [PARAMETERS='Name=value ...']" >&2
+	  exit 2
 	fi
+
+sync: ## sam sync --watch of a development STAGE (deployed once with make deploy): code changes go up as you save
+	@$(TOOLS)
+	case "$(STAGE)" in prod|production) echo "make sync: not for $(STAGE) (sam sync skips change sets)" >&2; exit 2;; esac
+	# sam sync reads no deploy section, so the stage's saved settings are passed on.
+	saved() { python3 -c 'import sys, tomllib; print(tomllib.load(open(sys.argv[1], "rb")).get(sys.argv[2], {}).get("deploy", {}).get("parameters", {}).get(sys.argv[3], ""))' $(SAMCONFIG) $(STAGE) "$$1"; }
+	stack="$$(saved stack_name)"
+	[ -n "$$stack" ] || { echo "make sync: deploy stage $(STAGE) once with make deploy first" >&2; exit 2; }
+	region="$$(saved region)"
+	sam sync --watch --template-file infra/template.yaml --stack-name "$$stack" \
+	  $${region:+--region "$$region"} --capabilities CAPABILITY_IAM \
+	  --parameter-overrides "$$(saved parameter_overrides)"
 
 test: ## every check and test (fmt, clippy, cargo test on both backends): scripts/test.sh
 	bash scripts/test.sh
@@ -55,6 +87,7 @@ lint: ## cargo fmt --check, clippy -D warnings, and the template checks (cfn-lin
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets -- -D warnings
 	bash scripts/check-infra.sh
+	bash scripts/check-deps.sh
 
 bench: ## benchmarks: cold start, binary sizes, DynamoDB round trips, throughput per core, argon2 -> bench/REPORT.md
 	bash bench/run.sh
