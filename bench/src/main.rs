@@ -90,6 +90,7 @@ const DEFAULT_FUNCTIONS: &[&str] = &[
     "account",
     "two-factor",
     "cleanup",
+    "mail-events",
 ];
 
 fn functions(args: &Args) -> Vec<String> {

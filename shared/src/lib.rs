@@ -7,7 +7,7 @@
 //! | layer | what it holds |
 //! | --- | --- |
 //! | [`routes`] | the route table (which function serves which route, and which flow answers it) and the Lambda adapter |
-//! | [`flows`] | one module per user journey or route group: signup, email verification, login, tokens, recovery, the account's own views and protection, two-factor, the service's own routes, the cleanup job |
+//! | [`flows`] | one module per user journey or route group: signup, email verification, login, tokens, recovery, the account's own views and protection, two-factor, the service's own routes, the cleanup job, SES's mail events |
 //! | [`protections`] | what every flow shares: the back-off on guesses, rate limits, login history, security notices, sessions, re-authentication, second-factor checks |
 //! | [`app`] | the state built once per cold start ([`app::App`]) and its configuration |
 //! | [`credentials`] | what proves an identity: password hashing, TOTP, backup codes, security answers, access tokens, emailed one-time links |

@@ -6,6 +6,7 @@
 
 pub mod assert;
 pub mod contract;
+pub mod fault_relay;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -227,6 +228,20 @@ impl TestApp {
 
     /// Starts a server whose configuration has `overrides` on top of the test defaults.
     pub async fn spawn_with(backend: Backend, overrides: &[(&str, &str)]) -> TestApp {
+        TestApp::spawn_full(backend, overrides, None).await
+    }
+
+    /// A DynamoDB-backed server whose SES client talks to `ses_endpoint` (a fault relay in
+    /// front of the emulator) instead of the emulator itself.
+    pub async fn spawn_mailing_through(ses_endpoint: &str) -> TestApp {
+        TestApp::spawn_full(Backend::DynamoDb, &[], Some(ses_endpoint)).await
+    }
+
+    async fn spawn_full(
+        backend: Backend,
+        overrides: &[(&str, &str)],
+        ses_endpoint: Option<&str>,
+    ) -> TestApp {
         let table = format!("test-{}", uuid::Uuid::new_v4().simple());
         let config = test_config(&table, overrides);
         let clock = test_clock();
@@ -263,8 +278,12 @@ impl TestApp {
                     .create_table_if_missing()
                     .await
                     .expect("create the test table");
+                let mut ses = aws_sdk_sesv2::config::Builder::from(&sdk);
+                if let Some(endpoint) = ses_endpoint {
+                    ses = ses.endpoint_url(endpoint);
+                }
                 let mailer = SesMailer::new(
-                    aws_sdk_sesv2::Client::new(&sdk),
+                    aws_sdk_sesv2::Client::from_conf(ses.build()),
                     config.mail_from.clone(),
                     None,
                 );
@@ -401,6 +420,29 @@ impl TestApp {
 
     pub async fn health(&self) -> reqwest::Response {
         self.get("/v1/health").await
+    }
+}
+
+/// Events the functions that serve no route receive.
+impl TestApp {
+    /// Hands the `mail-events` function an SES event of `tests/fixtures/ses-events/`
+    /// (`bounce-permanent`, `complaint`...) naming `recipient`, as its EventBridge rule
+    /// delivers it; returns what it marked.
+    pub async fn ses_event(
+        &self,
+        fixture: &str,
+        recipient: &str,
+    ) -> accounts::flows::mail_events::Report {
+        let path = format!(
+            "{}/fixtures/ses-events/{fixture}.json",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+        let event: Value = serde_json::from_str(&text.replace("RECIPIENT", recipient))
+            .unwrap_or_else(|e| panic!("{path}: {e}"));
+        accounts::flows::mail_events::handle_event(&self.app, &event)
+            .await
+            .expect("the mail-events function handles the event")
     }
 }
 

@@ -140,8 +140,8 @@ on_both_backends! {
         assert_eq!(
             sorted_keys(&account),
             [
-                "account_type", "created_at", "email", "email_verified", "full_name", "id",
-                "two_step", "username",
+                "account_type", "created_at", "email", "email_delivery", "email_verified",
+                "full_name", "id", "two_step", "username",
             ]
         );
         assert!(uuid::Uuid::parse_str(account["id"].as_str().expect("an id")).is_ok());
@@ -150,6 +150,7 @@ on_both_backends! {
         assert_eq!(account["full_name"], "Ada Lovelace");
         assert_eq!(account["account_type"], "agency");
         assert_eq!(account["email_verified"], true);
+        assert_eq!(account["email_delivery"], "deliverable");
         assert!(is_rfc3339(&account["created_at"]), "{account}");
         assert!((seconds_of(&account["created_at"]) - app.clock.now()).abs() <= 1);
         assert_eq!(

@@ -1027,6 +1027,31 @@ impl Deployment {
                 assert!(report.unverified_accounts_deleted >= 1, "{report:?}");
                 assert!(report.expired_items_deleted >= 120, "{report:?}");
             }
+            "mail-events" => {
+                // SES reports on the scenario's verified account (a complaint, then a
+                // bounce, then a complaint the bounce outranks) and on an address nobody has.
+                let account = "cross.check@example.com";
+                let events = [
+                    ("complaint", account, 1),
+                    ("bounce-permanent", account, 1),
+                    ("complaint", account, 0),
+                    ("bounce-permanent", "nobody@example.com", 0),
+                    ("delivery-delay", account, 0),
+                ];
+                for (name, recipient, marked) in events {
+                    let text = std::fs::read_to_string(format!(
+                        "{}/fixtures/ses-events/{name}.json",
+                        env!("CARGO_MANIFEST_DIR")
+                    ))
+                    .expect("an SES event fixture");
+                    let event: Json = serde_json::from_str(&text.replace("RECIPIENT", recipient))
+                        .expect("an SES event");
+                    let report = accounts::flows::mail_events::handle_event(app, &event)
+                        .await
+                        .expect("the mail-events function handles the event");
+                    assert_eq!(report.marked, marked, "{name} for {recipient}: {report:?}");
+                }
+            }
             other => panic!(
                 "functions/{other} serves no route: teach Deployment::run_scheduled to invoke it"
             ),

@@ -11,6 +11,7 @@ use accounts::mail::Mailer;
 use accounts::mail::messages::Message;
 use accounts::mail::ses::SesMailer;
 use anyhow::Context;
+use api_tests::fault_relay::{Fault, FaultRelay};
 use api_tests::required_env;
 use serde::Deserialize;
 
@@ -18,7 +19,12 @@ const FROM: &str = "Account security <no-reply@accounts.test>";
 
 /// The emulator's base URL, and an `SesMailer` whose SDK client talks to it.
 async fn mailer() -> (String, SesMailer) {
-    let endpoint = required_env("AWS_ENDPOINT_URL_SESV2");
+    mailer_at(&required_env("AWS_ENDPOINT_URL_SESV2")).await
+}
+
+/// The emulator's base URL, and an `SesMailer` whose SDK client talks to `endpoint` (the
+/// emulator, or a relay in front of it).
+async fn mailer_at(endpoint: &str) -> (String, SesMailer) {
     let emulator = required_env("SES_EMULATOR_URL");
     let shared = accounts::aws::sdk_config_from_process_environment()
         .expect("the SDK settings from the environment");
@@ -153,4 +159,133 @@ async fn a_rejected_send_is_reported_as_an_error() {
     );
     let found = received(&emulator, since, &to).await;
     assert!(found.is_ok_and(|found| found.is_empty()));
+}
+
+fn a_message_to(to: &str) -> accounts::mail::Email {
+    Message::VerifyEmail {
+        link: "https://app.example.com/verify-email?token=t".to_owned(),
+        code: "123456".to_owned(),
+        valid_hours: 24,
+    }
+    .render(to)
+    .expect("a rendered message")
+}
+
+#[tokio::test]
+async fn a_send_that_meets_server_errors_throttling_and_a_reset_is_retried_and_arrives_once() {
+    let upstream = required_env("AWS_ENDPOINT_URL_SESV2");
+    let faults = vec![
+        Fault::Answer {
+            status: 500,
+            error_type: "InternalFailure",
+        },
+        Fault::Reset,
+    ];
+    let relay = FaultRelay::start(&upstream, faults).await;
+    let (emulator, mailer) = mailer_at(&relay.url).await;
+    let to = format!("retried-{}@example.com", unique());
+    let since = epoch_seconds().saturating_sub(1);
+
+    mailer
+        .send(a_message_to(&to))
+        .await
+        .expect("the third attempt gets through");
+
+    assert_eq!(relay.faults_left(), 0);
+    assert_eq!(relay.requests_seen(), 3, "two failures, then the send");
+    let found = received(&emulator, since, &to)
+        .await
+        .expect("the emulator's store");
+    assert_eq!(found.len(), 1, "sent exactly once");
+}
+
+#[tokio::test]
+async fn a_send_throttled_by_ses_is_retried() {
+    let upstream = required_env("AWS_ENDPOINT_URL_SESV2");
+    let faults = vec![Fault::Answer {
+        status: 429,
+        error_type: "TooManyRequestsException",
+    }];
+    let relay = FaultRelay::start(&upstream, faults).await;
+    let (emulator, mailer) = mailer_at(&relay.url).await;
+    let to = format!("throttled-{}@example.com", unique());
+    let since = epoch_seconds().saturating_sub(1);
+
+    mailer
+        .send(a_message_to(&to))
+        .await
+        .expect("the retry gets through");
+
+    assert_eq!(relay.requests_seen(), 2);
+    let found = received(&emulator, since, &to)
+        .await
+        .expect("the emulator's store");
+    assert_eq!(found.len(), 1);
+}
+
+#[tokio::test]
+async fn a_send_that_keeps_failing_gives_up_after_three_attempts() {
+    let upstream = required_env("AWS_ENDPOINT_URL_SESV2");
+    let faults = vec![
+        Fault::Answer {
+            status: 503,
+            error_type: "ServiceUnavailable"
+        };
+        10
+    ];
+    let relay = FaultRelay::start(&upstream, faults).await;
+    let (_, mailer) = mailer_at(&relay.url).await;
+
+    let sent = mailer.send(a_message_to("never-sent@example.com")).await;
+
+    assert!(sent.is_err());
+    assert_eq!(relay.requests_seen(), 3, "three attempts, no more");
+}
+
+#[tokio::test]
+async fn a_message_refused_for_its_content_is_not_retried() {
+    let upstream = required_env("AWS_ENDPOINT_URL_SESV2");
+    let faults = vec![
+        Fault::Answer {
+            status: 400,
+            error_type: "MessageRejected"
+        };
+        3
+    ];
+    let relay = FaultRelay::start(&upstream, faults).await;
+    let (_, mailer) = mailer_at(&relay.url).await;
+
+    let sent = mailer.send(a_message_to("rejected@example.com")).await;
+
+    assert!(sent.is_err());
+    assert_eq!(relay.requests_seen(), 1, "a refusal is final");
+}
+
+#[tokio::test]
+async fn a_signup_whose_mail_cannot_be_sent_still_answers_202_and_counts_the_failure() {
+    let upstream = required_env("AWS_ENDPOINT_URL_SESV2");
+    let faults = vec![
+        Fault::Answer {
+            status: 503,
+            error_type: "ServiceUnavailable"
+        };
+        3
+    ];
+    let relay = FaultRelay::start(&upstream, faults).await;
+    let app = api_tests::TestApp::spawn_mailing_through(&relay.url).await;
+    let failures_before = accounts::telemetry::metrics::recorded("MailSendFailed");
+
+    let response = app.sign_up(&api_tests::unique_email()).await;
+
+    assert_eq!(
+        response.status(),
+        202,
+        "the contract's answer, whatever the mail did"
+    );
+    assert_eq!(
+        relay.requests_seen(),
+        3,
+        "tried three times within the request"
+    );
+    assert!(accounts::telemetry::metrics::recorded("MailSendFailed") > failures_before);
 }

@@ -13,8 +13,8 @@ use crate::clock::Clock;
 use crate::credentials::access_token::{AccessTokens, generate_ed25519_pem};
 use crate::credentials::password::PasswordHasher;
 use crate::credentials::totp::{TotpKey, TotpKeys};
-use crate::mail::Mailer;
 use crate::mail::messages::Message;
+use crate::mail::{Delivery, Mailer};
 use crate::store::Store;
 
 #[derive(Clone)]
@@ -129,11 +129,27 @@ impl App {
         self.mailer.send(email).await.context("sending an email")
     }
 
-    /// Sends mail whose failure must not change the answer (enumeration-safe routes):
-    /// the failure is logged and the person can ask again.
-    pub async fn send_quietly(&self, to: &str, message: Message) {
-        if let Err(error) = self.send(to, message).await {
-            tracing::error!(error = format!("{error:#}"), "an email could not be sent");
+    /// Sends mail whose failure must not change the answer (enumeration-safe routes and
+    /// notices): nothing goes to an address whose `delivery` rules the message out (a
+    /// hard bounce, or a complaint and a notice), and a failure is logged and counted
+    /// (the `MailSendFailed` metric and its alarm); the person can ask again.
+    pub async fn send_quietly(&self, to: &str, delivery: Delivery, message: Message) {
+        let template = message.template().name();
+        if !delivery.allows(&message) {
+            tracing::info!(
+                template,
+                delivery = delivery.as_str(),
+                "an email was not sent: SES reported the address"
+            );
+            crate::telemetry::metrics::count("MailSuppressed", template);
+            return;
+        }
+        match self.send(to, message).await {
+            Ok(()) => crate::telemetry::metrics::count("MailSent", template),
+            Err(error) => {
+                tracing::error!(error = format!("{error:#}"), "an email could not be sent");
+                crate::telemetry::metrics::count("MailSendFailed", template);
+            }
         }
     }
 

@@ -27,6 +27,10 @@ struct AccountView {
     full_name: Option<String>,
     account_type: &'static str,
     email_verified: bool,
+    /// `deliverable`, or what SES reported about the address: `bounced` (mail to it
+    /// cannot be delivered: the person should fix the address) or `complained` (a
+    /// message was marked as spam: only mail they ask for is sent).
+    email_delivery: &'static str,
     created_at: String,
     two_step: TwoStep,
 }
@@ -41,6 +45,7 @@ pub async fn get_account(app: &App, request: &ApiRequest) -> Result<ApiResponse,
         full_name: user.full_name,
         account_type: user.account_type.as_str(),
         email_verified: user.email_verified,
+        email_delivery: user.mail_delivery.as_str(),
         created_at: crate::clock::rfc3339(user.created_at),
         two_step: TwoStep {
             totp: user.totp.is_some(),

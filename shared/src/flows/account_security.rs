@@ -47,13 +47,8 @@ pub async fn change_password(app: &App, request: &ApiRequest) -> Result<ApiRespo
         .then_some(principal.session_id.as_str());
     let outcome = replace_password(app, &user, &password, &proven, keep).await;
     proven.finish(app, outcome).await?;
-    security_notices::password_replaced(
-        app,
-        &user.email,
-        &request.client,
-        PasswordReplaced::Changed,
-    )
-    .await;
+    security_notices::password_replaced(app, &user, &request.client, PasswordReplaced::Changed)
+        .await;
     Ok(crate::http::status(StatusCode::OK, "password_changed"))
 }
 
@@ -134,6 +129,6 @@ pub async fn set_security_question(
     };
     let outcome = set.await;
     proven.finish(app, outcome).await?;
-    security_notices::question_changed(app, &user.email, &request.client).await;
+    security_notices::question_changed(app, &user, &request.client).await;
     Ok(crate::http::status(StatusCode::OK, "security_question_set"))
 }

@@ -7,6 +7,7 @@ use serde::Deserialize;
 
 use crate::app::App;
 use crate::http::{ApiRequest, ApiResponse, FieldError, Problem};
+use crate::mail::Delivery;
 use crate::mail::messages::Message;
 use crate::protections::rate_limit::RateLimit;
 use crate::records::{User, attr, keys};
@@ -348,7 +349,9 @@ async fn resend_for_address(app: &App, email: &EmailAddress) -> anyhow::Result<(
 /// the cooldowns allow; a concurrent resend that wins makes this one a no-op.
 pub async fn resend_to(app: &App, user: &User, previous: Option<&Item>) -> anyhow::Result<()> {
     let now = app.now();
-    if user.email_verified || !may_resend(previous, now) {
+    // A hard-bounced address is not tried again: the person is told to fix it instead.
+    if user.email_verified || user.mail_delivery == Delivery::Bounced || !may_resend(previous, now)
+    {
         return Ok(());
     }
     let pending = Pending::issue(&user.id, now)?;
@@ -362,7 +365,8 @@ pub async fn resend_to(app: &App, user: &User, previous: Option<&Item>) -> anyho
         .await
     {
         Ok(_) => {
-            app.send_quietly(&user.email, pending.message(app)).await;
+            app.send_quietly(&user.email, user.mail_delivery, pending.message(app))
+                .await;
             Ok(())
         }
         Err(WriteError::ConditionFailed { .. }) => Ok(()),

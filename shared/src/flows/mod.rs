@@ -7,6 +7,7 @@ pub mod api_document;
 pub mod cleanup;
 pub mod email_verification;
 pub mod login;
+pub mod mail_events;
 pub mod recovery;
 pub mod service;
 pub mod signup;

@@ -78,7 +78,8 @@ async fn send_link(app: &App, user: &User, purpose: Purpose) -> anyhow::Result<(
                 .config
                 .app_base_url
                 .link(purpose.page(), &token.expose());
-            app.send_quietly(&user.email, purpose.message(link)).await;
+            app.send_quietly(&user.email, user.mail_delivery, purpose.message(link))
+                .await;
             Ok(())
         }
         Err(WriteError::ConditionFailed { .. }) => Ok(()),
@@ -181,8 +182,7 @@ pub async fn reset_password(app: &App, request: &ApiRequest) -> Result<ApiRespon
     };
     let outcome = reset.await;
     factor.finish(app, outcome).await?;
-    security_notices::password_replaced(app, &user.email, &request.client, PasswordReplaced::Reset)
-        .await;
+    security_notices::password_replaced(app, &user, &request.client, PasswordReplaced::Reset).await;
     Ok(crate::http::status(StatusCode::OK, "password_reset"))
 }
 
@@ -245,7 +245,7 @@ pub async fn reset_security_question(
     };
     let outcome = reset.await;
     proven.finish(app, outcome).await?;
-    security_notices::question_changed(app, &user.email, &request.client).await;
+    security_notices::question_changed(app, &user, &request.client).await;
     Ok(crate::http::status(
         StatusCode::OK,
         "security_question_reset",

@@ -9,6 +9,7 @@ use crate::app::App;
 use crate::credentials::password::Verdict;
 use crate::flows::email_verification;
 use crate::http::{ApiRequest, ApiResponse, FieldError, Problem};
+use crate::mail::Delivery;
 use crate::mail::messages::Message;
 use crate::protections::backoff::{Claim, Counter};
 use crate::protections::rate_limit::RateLimit;
@@ -149,6 +150,7 @@ async fn create_account(app: &App, account: NewAccount) -> Result<(), SignupErro
         totp: None,
         backup_codes: Default::default(),
         sessions: Default::default(),
+        mail_delivery: Default::default(),
     };
     let pending = email_verification::Pending::issue(&user.id, now)?;
     const EMAIL_CLAIM: usize = 0;
@@ -165,7 +167,8 @@ async fn create_account(app: &App, account: NewAccount) -> Result<(), SignupErro
     }
     match app.store.transact(writes).await {
         Ok(()) => {
-            app.send_quietly(&user.email, pending.message(app)).await;
+            app.send_quietly(&user.email, user.mail_delivery, pending.message(app))
+                .await;
             Ok(())
         }
         // A taken username is public knowledge; it must win over "email exists", or a
@@ -180,7 +183,13 @@ async fn create_account(app: &App, account: NewAccount) -> Result<(), SignupErro
             };
             hold_pending_signup(app, &account, &claim).await?;
             if let Some(address) = claim.s(attr::EMAIL) {
-                notify_existing_owner(app, account.email.canonical(), address).await?;
+                notify_existing_owner(
+                    app,
+                    account.email.canonical(),
+                    address,
+                    claim_delivery(&claim),
+                )
+                .await?;
             }
             Ok(())
         }
@@ -278,12 +287,18 @@ impl PendingSignup {
     }
 }
 
+/// What SES reported about a claimed address (`mail-events` marks the claim too).
+fn claim_delivery(claim: &Item) -> Delivery {
+    Delivery::parse(claim.s(attr::MAIL_DELIVERY))
+}
+
 /// Tells the owner of an existing account that someone tried to sign up with their
 /// address, at most once a minute.
 async fn notify_existing_owner(
     app: &App,
     canonical_email: &str,
     stored_address: &str,
+    delivery: Delivery,
 ) -> anyhow::Result<()> {
     let now = app.now();
     let cooled_down = Cond::attr_absent(attr::NOTICE_SENT_AT).or(Cond::le(
@@ -306,7 +321,7 @@ async fn notify_existing_owner(
                 login_url: app.config.app_base_url.page("/login"),
                 reset_url: app.config.app_base_url.page("/forgot-password"),
             };
-            app.send_quietly(stored_address, message).await;
+            app.send_quietly(stored_address, delivery, message).await;
             Ok(())
         }
         Err(crate::store::WriteError::ConditionFailed { .. }) => Ok(()),
@@ -408,6 +423,8 @@ async fn move_account(
     let moved = User {
         email: new.address().to_owned(),
         email_canonical: new.canonical().to_owned(),
+        // What SES said about the old address says nothing about the new one.
+        mail_delivery: Delivery::Deliverable,
         ..user.clone()
     };
     const NEW_CLAIM: usize = 1;
@@ -421,7 +438,8 @@ async fn move_account(
     ];
     match app.store.transact(writes).await {
         Ok(()) => {
-            app.send_quietly(&moved.email, pending.message(app)).await;
+            app.send_quietly(&moved.email, moved.mail_delivery, pending.message(app))
+                .await;
             Ok(())
         }
         Err(e) if e.failed_at(NEW_CLAIM).is_some() => {
@@ -431,7 +449,8 @@ async fn move_account(
             };
             retire_into_pending(app, user, password, new, &claim).await?;
             if let Some(address) = claim.s(attr::EMAIL) {
-                notify_existing_owner(app, new.canonical(), address).await?;
+                notify_existing_owner(app, new.canonical(), address, claim_delivery(&claim))
+                    .await?;
             }
             Ok(())
         }

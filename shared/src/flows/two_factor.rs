@@ -177,6 +177,7 @@ pub async fn confirm(app: &App, request: &ApiRequest) -> Result<ApiResponse, Pro
     let seen = Occurrence::of(app, &request.client);
     app.send_quietly(
         &user.email,
+        user.mail_delivery,
         Message::TwoStepEnabled {
             when: seen.when,
             ip: seen.ip,
@@ -339,6 +340,6 @@ async fn notify(
 ) {
     let seen = Occurrence::of(app, client);
     let reset_url = app.config.app_base_url.page("/forgot-password");
-    app.send_quietly(&user.email, message(seen, reset_url))
+    app.send_quietly(&user.email, user.mail_delivery, message(seen, reset_url))
         .await;
 }

@@ -99,6 +99,18 @@ impl fmt::Debug for Message {
 }
 
 impl Message {
+    /// Whether the recipient asked for this message by an action of their own (a
+    /// signup, a resend, a "forgot" form): a verification or a one-time link. Every
+    /// other message is a notice the product sends on its own initiative.
+    pub fn is_requested(&self) -> bool {
+        matches!(
+            self,
+            Message::VerifyEmail { .. }
+                | Message::PasswordResetLink { .. }
+                | Message::SecurityQuestionResetLink { .. }
+        )
+    }
+
     /// The template files this message renders from.
     pub fn template(&self) -> &'static Template {
         match self {

@@ -445,6 +445,7 @@ mod tests {
                 Default::default()
             },
             sessions: Default::default(),
+            mail_delivery: Default::default(),
         }
     }
 

@@ -4,6 +4,7 @@
 use crate::app::App;
 use crate::http::Client;
 use crate::mail::messages::Message;
+use crate::records::User;
 
 /// When, from where and from what device something happened.
 pub struct Occurrence {
@@ -45,9 +46,9 @@ pub enum PasswordReplaced {
     Reset,
 }
 
-/// Tells the owner at `to` that the password was replaced, when and from where, with the
+/// Tells the owner of `user` that the password was replaced, when and from where, with the
 /// way back in if it was not them. A mail failure is logged, never the caller's error.
-pub async fn password_replaced(app: &App, to: &str, client: &Client, how: PasswordReplaced) {
+pub async fn password_replaced(app: &App, user: &User, client: &Client, how: PasswordReplaced) {
     let Occurrence { when, ip, device } = Occurrence::of(app, client);
     let reset_url = app.config.app_base_url.page("/forgot-password");
     let message = match how {
@@ -64,12 +65,13 @@ pub async fn password_replaced(app: &App, to: &str, client: &Client, how: Passwo
             reset_url,
         },
     };
-    app.send_quietly(to, message).await;
+    app.send_quietly(&user.email, user.mail_delivery, message)
+        .await;
 }
 
-/// Tells the owner at `to` that the security question was set or reset, when and from
+/// Tells the owner of `user` that the security question was set or reset, when and from
 /// where, with the way back in if it was not them.
-pub async fn question_changed(app: &App, to: &str, client: &Client) {
+pub async fn question_changed(app: &App, user: &User, client: &Client) {
     let Occurrence { when, ip, device } = Occurrence::of(app, client);
     let message = Message::SecurityQuestionChanged {
         when,
@@ -77,5 +79,6 @@ pub async fn question_changed(app: &App, to: &str, client: &Client) {
         device,
         reset_url: app.config.app_base_url.page("/forgot-password"),
     };
-    app.send_quietly(to, message).await;
+    app.send_quietly(&user.email, user.mail_delivery, message)
+        .await;
 }

@@ -7,6 +7,7 @@ use std::collections::BTreeSet;
 
 use serde::{Deserialize, Serialize};
 
+use crate::mail::Delivery;
 use crate::store::{Change, Cond, Item, Key, Value, schema};
 use crate::values::email::EmailAddress;
 
@@ -20,6 +21,10 @@ pub mod attr {
     pub const FULL_NAME: &str = "full_name";
     pub const ACCOUNT_TYPE: &str = "account_type";
     pub const EMAIL_VERIFIED: &str = "email_verified";
+    /// What SES reported about the address (`mail::Delivery`), on the account and on
+    /// the address's claim; absent while nothing was reported.
+    pub const MAIL_DELIVERY: &str = "mail_delivery";
+    pub const MAIL_DELIVERY_AT: &str = "mail_delivery_at";
     pub const CREATED_AT: &str = "created_at";
     pub const PASSWORD_HASH: &str = "password_hash";
     pub const TOKEN_HASH: &str = "token_hash";
@@ -231,6 +236,8 @@ pub struct User {
     pub backup_codes: BTreeSet<String>,
     /// Which sessions are still valid (see [`SessionEpoch`]).
     pub sessions: SessionEpoch,
+    /// What SES reported about `email` (bounced, complained), if anything.
+    pub mail_delivery: Delivery,
 }
 
 /// Ends sessions in bulk with one write: a session is valid only while its epoch is at
@@ -338,6 +345,9 @@ impl User {
             item.set(attr::SESSION_EPOCH, self.sessions.epoch);
         }
         item.set_opt(attr::KEPT_SESSION, self.sessions.kept_session.clone());
+        if self.mail_delivery != Delivery::Deliverable {
+            item.set(attr::MAIL_DELIVERY, self.mail_delivery.as_str());
+        }
         if !self.email_verified {
             // Sparse index: only unverified accounts are in it, for the cleanup job.
             let index = schema::UNVERIFIED_BY_DAY;
@@ -379,6 +389,7 @@ impl User {
                 _ => None,
             },
             sessions: SessionEpoch::from_item(item),
+            mail_delivery: Delivery::parse(item.s(attr::MAIL_DELIVERY)),
         })
     }
 }

@@ -1,6 +1,8 @@
 //! Logging: JSON lines in AWS (CloudWatch), readable text locally. Request bodies and
 //! secrets are never logged; secrets cannot even be formatted.
 
+pub mod metrics;
+
 use tracing_subscriber::filter::{LevelFilter, Targets};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
