@@ -16,6 +16,7 @@ use accounts::store::memory::MemoryStore;
 use api_tests::{Backend, required_env, test_config};
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method};
+use lambda_http::RequestExt as _;
 use serde_json::json;
 
 /// Every log line written in this test binary.
@@ -155,4 +156,53 @@ async fn failing_mail_sends_log_no_address() {
     let text = text_of(captured);
     assert!(text.contains("an email could not be sent"), "{text}");
     assert_clean(&text);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_line_logged_in_an_invocation_has_its_message_on_top_and_both_request_ids() {
+    let captured = logs();
+    let app = failing_app(Backend::DynamoDb).await;
+    let path = format!(
+        "{}/fixtures/apigw-v2-signup.json",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let text = std::fs::read_to_string(&path).expect("the signup fixture");
+    let mut context = lambda_http::Context::default();
+    context.request_id = "lambda-request-of-the-log-test".to_owned();
+    let event = lambda_http::request::from_str(&text)
+        .expect("an API Gateway v2 event")
+        .with_lambda_context(context);
+
+    let invocation = accounts::routes::lambda::invocation_of(&event);
+    let response = invocation
+        .scope(accounts::routes::lambda::handle_event::<
+            accounts::routes::SignupRoute,
+        >(&app, event))
+        .await;
+
+    assert_eq!(response.status(), 500, "the table does not exist");
+    let lines: Vec<serde_json::Value> = text_of(captured)
+        .lines()
+        .filter(|line| line.contains("lambda-request-of-the-log-test"))
+        .map(|line| serde_json::from_str(line).expect("a JSON line"))
+        .collect();
+    assert!(!lines.is_empty(), "no line of the invocation was logged");
+    for line in lines {
+        assert_eq!(
+            line["requestId"], "lambda-request-of-the-log-test",
+            "{line}"
+        );
+        // The fixture's requestContext.requestId: what the access log holds.
+        assert_eq!(line["apiRequestId"], "Rv1aBgHtjoEEMKw=", "{line}");
+        assert!(
+            line["message"].as_str().is_some_and(|m| !m.is_empty()),
+            "{line}"
+        );
+        assert!(
+            line["level"].is_string() && line["timestamp"].is_string(),
+            "{line}"
+        );
+        assert!(line["cold_start"].is_boolean(), "{line}");
+        assert!(line.get("fields").is_none(), "fields are flattened: {line}");
+    }
 }

@@ -16,12 +16,13 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let app = Arc::new(accounts::routes::lambda::app_from_environment_for(keys).await?);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<serde_json::Value>| {
         let app = app.clone();
-        async move {
+        let invocation = accounts::telemetry::Invocation::start(&event.context.request_id, None);
+        invocation.scope(async move {
             let budget = cleanup::budget(event.context.deadline(), SystemTime::now());
             cleanup::handle_scheduled_event(&app, &event.payload, budget)
                 .await
                 .map_err(lambda_runtime::Error::from)
-        }
+        })
     }))
     .await
 }

@@ -146,7 +146,30 @@ pub async fn handle_scheduled_event(
         budget_ms = u64::try_from(budget.as_millis()).unwrap_or(u64::MAX),
         "cleanup started"
     );
-    run(app, budget).await
+    let report = run(app, budget).await?;
+    report.count();
+    Ok(report)
+}
+
+impl CleanupReport {
+    /// The run as metrics: what it deleted, and whether it finished (the template alarms
+    /// when two days pass without a `CleanupCompleted`).
+    fn count(&self) {
+        use crate::telemetry::metrics::add;
+        add("CleanupAccountsDeleted", self.unverified_accounts_deleted);
+        add(
+            "CleanupItemsDeleted",
+            self.account_items_deleted + self.expired_items_deleted,
+        );
+        add(
+            if self.complete {
+                "CleanupCompleted"
+            } else {
+                "CleanupIncomplete"
+            },
+            1,
+        );
+    }
 }
 
 /// The budget of an invocation that must end by `deadline`: the time left minus

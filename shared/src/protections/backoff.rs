@@ -153,18 +153,31 @@ impl Claim {
     /// Records this attempt's failure and locks the counter for the back-off of the
     /// failure count it makes (or releases it, while failures are still free).
     pub fn failed(&self, now: i64) -> Write {
+        let failures = self.failures.saturating_add(1);
+        if failures == FREE_FAILURES {
+            // The failure that starts a back-off: what a credential-stuffing run or a
+            // guessing attack shows up as on the operator's dashboard.
+            crate::telemetry::metrics::count_by("Lockouts", &[("Counter", self.kind())]);
+        }
         Write::update(
             self.key.clone(),
             vec![
                 Change::add(attr::FAILURES, 1),
                 Change::set(attr::LAST_FAILURE_AT, now),
-                Change::set(
-                    attr::LOCKED_UNTIL,
-                    now + backoff_seconds(self.failures.saturating_add(1)),
-                ),
+                Change::set(attr::LOCKED_UNTIL, now + backoff_seconds(failures)),
                 Change::set(EXPIRES_AT, now + FORGET_AFTER_SECONDS),
             ],
         )
+    }
+
+    /// Which kind of counter this is, for the `Lockouts` metric.
+    fn kind(&self) -> &'static str {
+        match (self.key.pk.starts_with("LOGIN#"), self.key.sk.as_str()) {
+            (true, _) => "login",
+            (false, "LOCKOUT#FACTOR") => "second_factor",
+            (false, "LOCKOUT#REAUTH") => "reauthentication",
+            _ => "address",
+        }
     }
 
     /// Ends the claim without judging the guess (the attempt stopped for another

@@ -35,9 +35,26 @@ pub async fn run<G: RouteGroup>() -> Result<(), lambda_http::Error> {
     })?);
     lambda_http::run(service_fn(move |event: lambda_http::Request| {
         let app = app.clone();
-        async move { Ok::<_, Infallible>(Answer(handle_event::<G>(&app, event).await)) }
+        let invocation = invocation_of(&event);
+        async move {
+            let response = invocation.scope(handle_event::<G>(&app, event)).await;
+            Ok::<_, Infallible>(Answer(response))
+        }
     }))
     .await
+}
+
+/// The invocation an HTTP event belongs to: Lambda's request id and API Gateway's.
+pub fn invocation_of(event: &lambda_http::Request) -> crate::telemetry::Invocation {
+    let request_id = event
+        .lambda_context_ref()
+        .map(|context| context.request_id.as_str())
+        .unwrap_or_default();
+    let api_request_id = match event.request_context_ref() {
+        Some(RequestContext::ApiGatewayV2(context)) => context.request_id.as_deref(),
+        _ => None,
+    };
+    crate::telemetry::Invocation::start(request_id, api_request_id)
 }
 
 /// A response whose body is already what API Gateway gets. `lambda_http` would otherwise

@@ -484,13 +484,69 @@ pub fn resolve(method: &Method, path: &str) -> Result<(Endpoint, PathParams), Pr
     })
 }
 
+/// Counts what a request came to, as CloudWatch metrics (EMF lines): `RateLimited` by
+/// route for every 429, and for the journeys an operator watches, their outcome (`ok` or
+/// the problem's code): `Signups`, `EmailVerifications`, `Logins` (with `mfa_required`
+/// for a password that passed on a two-step account), `SecondFactorLogins` (also by
+/// `Method`), `PasswordResets`.
+fn count_outcome(endpoint: Endpoint, request: &ApiRequest, outcome: &Result<ApiResponse, Problem>) {
+    use crate::telemetry::metrics::count_by;
+    let code = match outcome {
+        Ok(_) => "ok",
+        Err(problem) => problem.code,
+    };
+    if code == "rate_limited" {
+        let route = ROUTES
+            .iter()
+            .find(|route| route.endpoint == endpoint)
+            .map_or("", |route| route.path);
+        count_by("RateLimited", &[("Route", route)]);
+    }
+    match endpoint {
+        Endpoint::Signup(SignupRoute::Signup) => count_by("Signups", &[("Outcome", code)]),
+        Endpoint::Verify(VerifyRoute::VerifyEmail) => {
+            count_by("EmailVerifications", &[("Outcome", code)])
+        }
+        Endpoint::Login(LoginRoute::Login) => {
+            let challenged = matches!(outcome, Ok(response)
+                if response.body().starts_with(br#"{"mfa_required":true"#));
+            let outcome = if challenged { "mfa_required" } else { code };
+            count_by("Logins", &[("Outcome", outcome), ("Method", "password")]);
+        }
+        Endpoint::Login(LoginRoute::LoginMfa) => {
+            #[derive(serde::Deserialize)]
+            struct Method {
+                method: String,
+            }
+            let method = request.json::<Method>().map(|m| m.method).ok();
+            // Only the known methods become series; anything typed there is `other`.
+            let method = method
+                .as_deref()
+                .filter(|m| matches!(*m, "totp" | "backup_code" | "security_question"))
+                .unwrap_or("other");
+            count_by(
+                "SecondFactorLogins",
+                &[("Outcome", code), ("Method", method)],
+            );
+        }
+        Endpoint::Reset(ResetRoute::ResetPassword) => {
+            count_by("PasswordResets", &[("Outcome", code)])
+        }
+        _ => {}
+    }
+}
+
 /// Answers one request. `serving` limits the endpoints to one function's, as in AWS;
 /// the local server passes `None` and serves them all.
 pub async fn dispatch(app: &App, serving: Option<Function>, request: ApiRequest) -> ApiResponse {
     match serving {
         None => {
             let outcome = match resolve(&request.method, &request.path) {
-                Ok((endpoint, params)) => endpoint.handle(app, &params, &request).await,
+                Ok((endpoint, params)) => {
+                    let outcome = endpoint.handle(app, &params, &request).await;
+                    count_outcome(endpoint, &request, &outcome);
+                    outcome
+                }
                 Err(problem) => Err(problem),
             };
             outcome.unwrap_or_else(|problem| crate::http::problem(&problem))
@@ -509,7 +565,11 @@ pub async fn dispatch(app: &App, serving: Option<Function>, request: ApiRequest)
 pub async fn dispatch_to<G: RouteGroup>(app: &App, request: ApiRequest) -> ApiResponse {
     let outcome = match resolve(&request.method, &request.path) {
         Ok((endpoint, params)) => match G::of(endpoint) {
-            Some(route) => route.handle(app, &params, &request).await,
+            Some(route) => {
+                let outcome = route.handle(app, &params, &request).await;
+                count_outcome(endpoint, &request, &outcome);
+                outcome
+            }
             None => Err(Problem::not_found()),
         },
         Err(problem) => Err(problem),

@@ -25,52 +25,92 @@ fn namespace() -> Option<&'static str> {
 /// an outcome) is a property of the line, searchable in Logs Insights, not a dimension:
 /// the metric stays one series per name, which is what the alarms watch.
 pub fn count(name: &'static str, detail: &str) {
+    emit(name, 1, &[], Some(detail));
+}
+
+/// Adds `value` to `name` (e.g. the items a cleanup run deleted).
+pub fn add(name: &'static str, value: u64) {
+    emit(name, value, &[], None);
+}
+
+/// Counts one occurrence of `name`, in its total and in one series per value of each of
+/// `dimensions` (e.g. `Logins` by `Outcome` and by `Method`): each dimension is its own
+/// set, never their product, so the series stay few (a handful of values each).
+pub fn count_by(name: &'static str, dimensions: &[(&'static str, &str)]) {
+    emit(name, 1, dimensions, None);
+}
+
+fn emit(name: &'static str, value: u64, dimensions: &[(&'static str, &str)], detail: Option<&str>) {
     #[cfg(any(test, feature = "test-support"))]
-    record(name);
+    record(name, value, dimensions);
     if let Some(namespace) = namespace() {
         let now_ms = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |elapsed| elapsed.as_millis());
-        println!("{}", line(namespace, name, detail, now_ms));
+        println!(
+            "{}",
+            line(namespace, name, value, dimensions, detail, now_ms)
+        );
     }
 }
 
-/// The counts of this process so far, by name (tests read them back; production has
-/// only the EMF lines).
+/// The counts of this process so far, by name and by `name/dimension=value` (tests read
+/// them back; production has only the EMF lines).
 #[cfg(any(test, feature = "test-support"))]
-static RECORDED: std::sync::Mutex<std::collections::BTreeMap<&'static str, usize>> =
+static RECORDED: std::sync::Mutex<std::collections::BTreeMap<String, u64>> =
     std::sync::Mutex::new(std::collections::BTreeMap::new());
 
 #[cfg(any(test, feature = "test-support"))]
-fn record(name: &'static str) {
+fn record(name: &str, value: u64, dimensions: &[(&str, &str)]) {
     if let Ok(mut counts) = RECORDED.lock() {
-        *counts.entry(name).or_default() += 1;
+        *counts.entry(name.to_owned()).or_default() += value;
+        for (dimension, of) in dimensions {
+            *counts
+                .entry(format!("{name}/{dimension}={of}"))
+                .or_default() += value;
+        }
     }
 }
 
-/// How many times `name` was counted in this process.
+/// How much `key` (`Logins`, or `Logins/Outcome=rate_limited`) was counted in this process.
 #[cfg(any(test, feature = "test-support"))]
-pub fn recorded(name: &str) -> usize {
+pub fn recorded(key: &str) -> u64 {
     RECORDED
         .lock()
-        .map(|counts| counts.get(name).copied().unwrap_or(0))
+        .map(|counts| counts.get(key).copied().unwrap_or(0))
         .unwrap_or(0)
 }
 
-/// One EMF line counting `name` once.
-fn line(namespace: &str, name: &str, detail: &str, now_ms: u128) -> String {
+/// One EMF line adding `value` to `name`, with a dimensionless total and one dimension
+/// set per entry of `dimensions`.
+fn line(
+    namespace: &str,
+    name: &str,
+    value: u64,
+    dimensions: &[(&str, &str)],
+    detail: Option<&str>,
+    now_ms: u128,
+) -> String {
+    let mut sets = vec![Vec::<&str>::new()];
+    sets.extend(dimensions.iter().map(|(dimension, _)| vec![*dimension]));
     let mut document = json!({
         "_aws": {
             "Timestamp": now_ms,
             "CloudWatchMetrics": [{
                 "Namespace": namespace,
-                "Dimensions": [[]],
+                "Dimensions": sets,
                 "Metrics": [{ "Name": name, "Unit": "Count" }],
             }],
         },
-        "detail": detail,
     });
-    document[name] = json!(1);
+    for (dimension, of) in dimensions {
+        document[*dimension] = json!(of);
+    }
+    if let Some(detail) = detail {
+        document["detail"] = json!(detail);
+    }
+    // The value sits at the top level under the metric's name (EMF's rule).
+    document[name] = json!(value);
     document.to_string()
 }
 
@@ -84,7 +124,9 @@ mod tests {
         let text = line(
             "accounts-dev",
             "MailSendFailed",
-            "verify_email",
+            1,
+            &[],
+            Some("verify_email"),
             1_700_000_000_123,
         );
         assert!(!text.contains('\n'));
@@ -97,8 +139,31 @@ mod tests {
             directive["Metrics"],
             json!([{ "Name": "MailSendFailed", "Unit": "Count" }])
         );
-        // The value sits at the top level under the metric's name (EMF's rule).
         assert_eq!(document["MailSendFailed"], 1);
         assert_eq!(document["detail"], "verify_email");
+    }
+
+    #[test]
+    fn a_count_by_dimensions_keeps_a_total_and_one_set_per_dimension() {
+        let dimensions = [("Outcome", "rate_limited"), ("Method", "password")];
+        let text = line("accounts-dev", "Logins", 1, &dimensions, None, 0);
+        let document: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let directive = &document["_aws"]["CloudWatchMetrics"][0];
+        assert_eq!(
+            directive["Dimensions"],
+            json!([[], ["Outcome"], ["Method"]])
+        );
+        assert_eq!(document["Outcome"], "rate_limited");
+        assert_eq!(document["Method"], "password");
+        assert_eq!(document["Logins"], 1);
+    }
+
+    #[test]
+    fn counts_are_recorded_by_name_and_by_dimension() {
+        let before = (recorded("TestMetric"), recorded("TestMetric/Outcome=ok"));
+        count_by("TestMetric", &[("Outcome", "ok")]);
+        add("TestMetric", 4);
+        assert_eq!(recorded("TestMetric"), before.0 + 5);
+        assert_eq!(recorded("TestMetric/Outcome=ok"), before.1 + 1);
     }
 }
