@@ -28,7 +28,7 @@ use accounts::credentials::totp::{self, TotpSecret};
 use accounts::http::ApiRequest;
 use accounts::mail::outbox::Outbox;
 use accounts::mail::{Email, Mailer};
-use accounts::routes::{self, Function, KeysNeeded, ROUTES};
+use accounts::routes::{self, Function, KeysNeeded, NO_ROUTE_FUNCTION, ROUTES};
 use accounts::store::Store;
 use accounts::store::dynamo::{CallCounter, DynamoStore, client_with_counter};
 use accounts::store::memory::MemoryStore;
@@ -157,6 +157,10 @@ impl TemplateFunction {
                     "{}.{name}: the Lambda adapter reads payload format 2.0",
                     self.logical_id
                 );
+                // No Path and no Method: SAM makes it the `$default` route.
+                if properties.get("Path").is_none() && properties.get("Method").is_none() {
+                    return ("ANY".to_owned(), "$default".to_owned());
+                }
                 (
                     text(&properties["Method"]).to_uppercase(),
                     text(&properties["Path"]).to_owned(),
@@ -435,11 +439,14 @@ fn each_function_serves_exactly_its_routes() {
         );
     }
     for function in &functions {
-        let expected: BTreeSet<(String, String)> = ROUTES
+        let mut expected: BTreeSet<(String, String)> = ROUTES
             .iter()
             .filter(|route| route.endpoint.function().name() == function.binary)
             .map(|route| route_key(&route.method, route.path))
             .collect();
+        if function.binary == NO_ROUTE_FUNCTION.name() {
+            expected.insert(("ANY".to_owned(), "$default".to_owned()));
+        }
         let actual: BTreeSet<(String, String)> = function.routes().into_iter().collect();
         assert_eq!(
             actual, expected,
@@ -447,14 +454,15 @@ fn each_function_serves_exactly_its_routes() {
             function.logical_id
         );
     }
-    let all: BTreeSet<(String, String)> = ROUTES
+    let mut all: BTreeSet<(String, String)> = ROUTES
         .iter()
         .map(|route| route_key(&route.method, route.path))
         .collect();
+    all.insert(("ANY".to_owned(), "$default".to_owned()));
     assert_eq!(
         mapped.keys().cloned().collect::<BTreeSet<_>>(),
         all,
-        "every route of ROUTES is mapped once"
+        "every route of ROUTES is mapped once, and the $default route"
     );
 }
 

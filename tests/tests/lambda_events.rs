@@ -324,3 +324,100 @@ async fn a_base64_encoded_body_over_16_kib_is_too_large() {
         .await
         .assert_problem(413, "payload_too_large");
 }
+
+/// The health fixture re-aimed at `method path`, as the `$default` route delivers a
+/// request no other route matched.
+fn no_route_event(method: &str, path: &str) -> Value {
+    let mut event = fixture("apigw-v2-health.json");
+    event["routeKey"] = json!("$default");
+    event["rawPath"] = json!(path);
+    event["requestContext"]["routeKey"] = json!("$default");
+    event["requestContext"]["http"]["method"] = json!(method);
+    event["requestContext"]["http"]["path"] = json!(path);
+    event
+}
+
+#[tokio::test]
+async fn the_default_route_answers_an_unknown_path_with_the_products_own_404() {
+    let lambda = Lambda::new(&[]);
+    type NoRoute = SignupRoute;
+    assert_eq!(NoRoute::FUNCTION, accounts::routes::NO_ROUTE_FUNCTION);
+    for path in ["/", "/v1/nope", "/wp-login.php", "/v1/account/sessions/x/y"] {
+        let answer = lambda.call::<NoRoute>(&no_route_event("GET", path)).await;
+        assert_eq!(answer.status, 404, "{path}: {answer:?}");
+        assert_eq!(answer.header("content-type"), "application/problem+json");
+        assert_eq!(answer.body["code"], "not_found", "{path}");
+    }
+}
+
+#[tokio::test]
+async fn the_default_route_answers_a_known_path_with_another_method_with_405() {
+    let lambda = Lambda::new(&[]);
+    // A known path of another function too: API Gateway sends it to $default when no
+    // route has its method.
+    for (method, path) in [
+        ("GET", "/v1/signup"),
+        ("PUT", "/v1/login"),
+        ("DELETE", "/v1/account"),
+    ] {
+        let answer = lambda
+            .call::<SignupRoute>(&no_route_event(method, path))
+            .await;
+        assert_eq!(answer.status, 405, "{method} {path}: {answer:?}");
+        assert_eq!(answer.header("content-type"), "application/problem+json");
+        assert_eq!(answer.body["code"], "method_not_allowed");
+    }
+}
+
+/// The secret CloudFront adds as `X-Origin-Verify` in the tests below.
+const ORIGIN_SECRET: &str = "c0ffee00-origin-verify-of-the-test";
+
+/// `event` as CloudFront forwards it: the origin header, and the viewer's address.
+fn through_cloudfront(mut event: Value, viewer: &str) -> Value {
+    event["headers"]["x-origin-verify"] = json!(ORIGIN_SECRET);
+    event["headers"]["cloudfront-viewer-address"] = json!(viewer);
+    // API Gateway's source IP is then a CloudFront edge, the same for many viewers.
+    event["requestContext"]["http"]["sourceIp"] = json!("130.176.0.1");
+    event
+}
+
+#[tokio::test]
+async fn behind_cloudfront_a_request_without_the_origin_header_is_refused_and_changes_nothing() {
+    let lambda = Lambda::new(&[("ORIGIN_VERIFY_SECRET", ORIGIN_SECRET)]);
+    let direct = signup_of("direct@example.com");
+    let mut forged = signup_of("forged@example.com");
+    forged["headers"]["x-origin-verify"] = json!("a-guess");
+    for (event, email) in [
+        (direct, "direct@example.com"),
+        (forged, "forged@example.com"),
+    ] {
+        let answer = lambda.call::<SignupRoute>(&event).await;
+        answer.assert_problem(403, "forbidden");
+        assert_eq!(
+            lambda.is_verified(email).await,
+            None,
+            "{email} was signed up"
+        );
+        assert!(lambda.mail_to(email).is_empty());
+    }
+}
+
+#[tokio::test]
+async fn behind_cloudfront_the_rate_limiter_sees_the_viewer_not_the_edge() {
+    let lambda = Lambda::new(&[
+        ("ORIGIN_VERIFY_SECRET", ORIGIN_SECRET),
+        ("SIGNUPS_PER_IP_PER_HOUR", "1"),
+    ]);
+    let first = through_cloudfront(signup_of("viewer.one@example.com"), "203.0.113.50:46532");
+    assert_verification_sent(&lambda.call::<SignupRoute>(&first).await);
+    // Another viewer through the same edge is its own client.
+    let other = through_cloudfront(signup_of("viewer.two@example.com"), "2001:db8::7:443");
+    assert_verification_sent(&lambda.call::<SignupRoute>(&other).await);
+    // The first viewer again, through another edge: limited.
+    let mut again = through_cloudfront(signup_of("viewer.three@example.com"), "203.0.113.50:50001");
+    again["requestContext"]["http"]["sourceIp"] = json!("130.176.0.99");
+    lambda
+        .call::<SignupRoute>(&again)
+        .await
+        .assert_problem(429, "rate_limited");
+}

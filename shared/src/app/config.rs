@@ -48,6 +48,12 @@ pub struct Config {
     /// The cleanup job deletes accounts still unverified this many days after signup,
     /// freeing their email address and username.
     pub unverified_account_max_age_days: i64,
+    /// Behind CloudFront: the value of the `X-Origin-Verify` header the distribution adds
+    /// to every request it forwards. When set, the Lambda functions answer only requests
+    /// that carry it (`403 forbidden` otherwise), and take the client's IP from
+    /// CloudFront's `CloudFront-Viewer-Address` instead of API Gateway's source IP (which
+    /// is then a CloudFront edge).
+    pub origin_verify_secret: Option<Secret>,
 }
 
 /// How long sessions and access tokens live, in seconds.
@@ -226,6 +232,7 @@ impl Config {
             env.problems
                 .push("UNVERIFIED_ACCOUNT_MAX_AGE_DAYS must be at least 1".into());
         }
+        let origin_verify_secret = env.optional("ORIGIN_VERIFY_SECRET").map(Secret::new);
         let jwt_signing_key = env.optional("JWT_SIGNING_KEY").map(Secret::new);
         let jwt_previous_signing_key = env.optional("JWT_PREVIOUS_SIGNING_KEY").map(Secret::new);
         let jwt_verification_keys = env.optional("JWT_VERIFICATION_KEYS");
@@ -261,6 +268,7 @@ impl Config {
                 totp_previous_encryption_key,
                 totp_issuer,
                 unverified_account_max_age_days,
+                origin_verify_secret,
             })
         } else {
             Err(ConfigError(env.problems))

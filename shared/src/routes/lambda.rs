@@ -9,6 +9,7 @@ use anyhow::Context;
 use std::sync::Arc;
 
 use bytes::Bytes;
+use http::StatusCode;
 use lambda_http::request::RequestContext;
 use lambda_http::{Body, RequestExt, service_fn};
 
@@ -16,9 +17,10 @@ use super::{Function, KeysNeeded, RouteGroup, dispatch_to};
 use crate::app::App;
 use crate::app::config::Config;
 use crate::clock::SystemClock;
-use crate::http::{ApiRequest, MAX_BODY_BYTES};
+use crate::http::{ApiRequest, MAX_BODY_BYTES, Problem};
 use crate::mail::ses::SesMailer;
 use crate::store::dynamo::DynamoStore;
+use crate::values::secret::{Secret, digests_match};
 
 /// Builds the shared state once per cold start and serves the events of one function's
 /// routes until the runtime stops: all a function's `main` does. Being generic over the
@@ -177,7 +179,11 @@ pub async fn handle_event<G: RouteGroup>(
     app: &App,
     event: lambda_http::Request,
 ) -> lambda_http::Response<Body> {
-    let response = dispatch_to::<G>(app, into_api_request(event)).await;
+    let origin = app.config.origin_verify_secret.as_ref();
+    let response = match into_api_request(event, origin) {
+        Ok(request) => dispatch_to::<G>(app, request).await,
+        Err(problem) => crate::http::problem(&problem),
+    };
     let (parts, body) = response.into_parts();
     lambda_http::Response::from_parts(parts, body_of(body))
 }
@@ -193,15 +199,47 @@ fn body_of(bytes: Bytes) -> Body {
     }
 }
 
-fn into_api_request(event: lambda_http::Request) -> ApiRequest {
-    // The source IP is the one API Gateway saw; a client's X-Forwarded-For is ignored.
-    let ip = match event.request_context_ref() {
-        Some(RequestContext::ApiGatewayV2(context)) => context
-            .http
-            .source_ip
-            .as_deref()
-            .and_then(|ip| ip.parse().ok()),
-        _ => None,
+/// The header CloudFront adds to every request it forwards (`OriginCustomHeaders`).
+const ORIGIN_VERIFY_HEADER: &str = "x-origin-verify";
+/// CloudFront's record of the viewer: `<ip>:<port>` (an IPv6 address unbracketed).
+const VIEWER_ADDRESS_HEADER: &str = "cloudfront-viewer-address";
+
+/// The request an event carries, with the client's IP: API Gateway's source IP, or,
+/// behind CloudFront (`origin` set), the viewer address CloudFront saw, once the
+/// request proves it came through CloudFront. A client's `X-Forwarded-For` is never
+/// believed.
+fn into_api_request(
+    event: lambda_http::Request,
+    origin: Option<&Secret>,
+) -> Result<ApiRequest, Problem> {
+    let ip = match origin {
+        None => match event.request_context_ref() {
+            Some(RequestContext::ApiGatewayV2(context)) => context
+                .http
+                .source_ip
+                .as_deref()
+                .and_then(|ip| ip.parse().ok()),
+            _ => None,
+        },
+        Some(secret) => {
+            let presented = event
+                .headers()
+                .get(ORIGIN_VERIFY_HEADER)
+                .and_then(|value| value.to_str().ok())
+                .unwrap_or_default();
+            if !digests_match(presented, secret.expose()) {
+                return Err(Problem::new(
+                    StatusCode::FORBIDDEN,
+                    "forbidden",
+                    "This API answers only through its CloudFront distribution.",
+                ));
+            }
+            event
+                .headers()
+                .get(VIEWER_ADDRESS_HEADER)
+                .and_then(|value| value.to_str().ok())
+                .and_then(viewer_ip)
+        }
     }
     .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
     let (parts, body) = event.into_parts();
@@ -217,12 +255,26 @@ fn into_api_request(event: lambda_http::Request) -> ApiRequest {
     } else {
         body
     };
-    ApiRequest::new(
+    let mut headers = parts.headers;
+    // The proof of origin goes no further than this check.
+    headers.remove(ORIGIN_VERIFY_HEADER);
+    Ok(ApiRequest::new(
         parts.method,
         parts.uri.path(),
         parts.uri.query().map(str::to_owned),
-        parts.headers,
+        headers,
         body,
         ip,
-    )
+    ))
+}
+
+/// The IP of a `CloudFront-Viewer-Address` value (`198.51.100.10:46532`,
+/// `2001:db8::1:46532`): everything before the last colon.
+fn viewer_ip(value: &str) -> Option<IpAddr> {
+    let (ip, port) = value.trim().rsplit_once(':')?;
+    port.parse::<u16>().ok()?;
+    ip.trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse()
+        .ok()
 }

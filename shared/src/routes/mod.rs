@@ -8,6 +8,12 @@ use http::Method;
 use crate::app::App;
 use crate::http::{ApiRequest, ApiResponse, Problem};
 
+/// The function that answers API Gateway's `$default` route (a request no route matches):
+/// its dispatch finds no endpoint and answers `404 not_found`, or `405
+/// method_not_allowed` for a known path with another method, as problem+json. The signup
+/// function needs no keys and starts fastest.
+pub const NO_ROUTE_FUNCTION: Function = Function::Signup;
+
 /// The deployable functions, one per route group.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Function {
