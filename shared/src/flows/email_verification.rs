@@ -125,7 +125,7 @@ impl From<VerifyError> for Problem {
             VerifyError::InvalidCode => {
                 Problem::bad_request("invalid_code", "That code is not right.")
             }
-            VerifyError::Unexpected(e) => Problem::internal(&e),
+            VerifyError::Unexpected(e) => Problem::from(e),
         }
     }
 }

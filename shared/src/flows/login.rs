@@ -55,7 +55,7 @@ impl From<LoginError> for Problem {
                 "This email address is not confirmed for this password yet. Check your inbox: we sent the address an email that says what to do next.",
             ),
             LoginError::RateLimited(seconds) => Problem::rate_limited(seconds),
-            LoginError::Unexpected(e) => Problem::internal(&e),
+            LoginError::Unexpected(e) => Problem::from(e),
         }
     }
 }

@@ -62,7 +62,7 @@ impl From<SignupError> for Problem {
                 "username_taken",
                 "That username is taken. Please choose another.",
             ),
-            SignupError::Unexpected(e) => Problem::internal(&e),
+            SignupError::Unexpected(e) => Problem::from(e),
         }
     }
 }

@@ -110,6 +110,22 @@ impl Problem {
         )
     }
 
+    /// A transient failure of the database that outlasted the SDK's retries: the client
+    /// may try again in a second, and nothing was left half done.
+    pub fn unavailable(error: &anyhow::Error) -> Problem {
+        tracing::warn!(
+            error = format!("{error:#}"),
+            "the database failed for a moment"
+        );
+        let mut problem = Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "The service is briefly unavailable. Please try again in a moment.",
+        );
+        problem.retry_after = Some(1);
+        problem
+    }
+
     pub fn with_errors(mut self, errors: Vec<FieldError>) -> Problem {
         self.errors = errors;
         self
@@ -150,6 +166,10 @@ impl Problem {
 /// Every operation's error turns into a problem document.
 impl From<anyhow::Error> for Problem {
     fn from(error: anyhow::Error) -> Problem {
-        Problem::internal(&error)
+        if crate::store::is_transient(&error) {
+            Problem::unavailable(&error)
+        } else {
+            Problem::internal(&error)
+        }
     }
 }

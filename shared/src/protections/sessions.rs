@@ -400,7 +400,7 @@ pub async fn signed_in(
         .store
         .get_many(&wanted)
         .await
-        .map_err(|e| Problem::internal(&e.context("checking a session")))?;
+        .map_err(|e| Problem::from(e.context("checking a session")))?;
     let find = |key: &Key| items.iter().find(|i| i.key().as_ref() == Some(key));
     let session = find(&session_key)
         .and_then(Session::from_item)

@@ -90,13 +90,16 @@ const SECRET_PARAMETERS: &[(&str, &str)] = &[
 
 /// Reads every configured secret parameter in one `GetParameters` call (the only
 /// network call of a cold start).
-async fn secrets_from_ssm(sdk: &aws_types::SdkConfig) -> anyhow::Result<HashMap<String, String>> {
+/// `lookup` answers the `*_PARAMETER` variables (the process environment in production);
+/// the answer maps each secret's variable (`JWT_SIGNING_KEY`) to its value.
+pub async fn secrets_from_ssm(
+    sdk: &aws_types::SdkConfig,
+    lookup: impl Fn(&str) -> Option<String>,
+) -> anyhow::Result<HashMap<String, String>> {
     let wanted: Vec<(String, &str)> = SECRET_PARAMETERS
         .iter()
         .filter_map(|(parameter_var, var)| {
-            let name = std::env::var(parameter_var)
-                .ok()
-                .filter(|n| !n.is_empty())?;
+            let name = lookup(parameter_var).filter(|n| !n.is_empty())?;
             Some((name, *var))
         })
         .collect();
@@ -135,7 +138,7 @@ pub async fn app_from_environment(function: Function) -> anyhow::Result<App> {
 /// instance would differ between instances).
 pub async fn app_from_environment_for(needs: KeysNeeded) -> anyhow::Result<App> {
     let sdk = crate::aws::sdk_config_from_process_environment()?;
-    let secrets = secrets_from_ssm(&sdk).await?;
+    let secrets = secrets_from_ssm(&sdk, |name| std::env::var(name).ok()).await?;
     let config = Config::from_lookup(|name| {
         secrets
             .get(name)

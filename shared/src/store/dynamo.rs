@@ -17,9 +17,10 @@ use std::time::Duration;
 use anyhow::{Context, anyhow, bail};
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::config::http::HttpResponse;
 use aws_sdk_dynamodb::config::interceptors::BeforeTransmitInterceptorContextRef;
 use aws_sdk_dynamodb::config::{ConfigBag, Intercept, RuntimeComponents};
-use aws_sdk_dynamodb::error::SdkError;
+use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::create_table::CreateTableError;
 use aws_sdk_dynamodb::operation::delete_item::DeleteItemError;
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
@@ -35,7 +36,7 @@ use aws_sdk_dynamodb::types::{
 
 use super::{
     Change, Cmp, Cond, EXPIRES_AT, FailedCondition, Item, Key, PK, Page, Query, SK, Store,
-    TransactError, Value, Write, WriteError, schema,
+    StoreFailure, TransactError, Value, Write, WriteError, schema,
 };
 use crate::clock::Clock;
 
@@ -301,9 +302,9 @@ impl DynamoStore {
                     backoff(conflicts).await;
                 }
                 _ => {
-                    return Err(anyhow::Error::new(err)
-                        .context(format!("UpdateItem {key:?} on {}", self.table))
-                        .into());
+                    return Err(
+                        sdk_failure(err, format!("UpdateItem {key:?} on {}", self.table)).into(),
+                    );
                 }
             }
         }
@@ -370,9 +371,10 @@ impl DynamoStore {
             {
                 Ok(())
             }
-            Err(err) => {
-                Err(err).with_context(|| format!("DeleteItem of expired {key:?} on {}", self.table))
-            }
+            Err(err) => Err(sdk_failure(
+                err,
+                format!("DeleteItem of expired {key:?} on {}", self.table),
+            )),
         }
     }
 
@@ -485,7 +487,9 @@ impl DynamoStore {
                     .consistent_read(true)
                     .send()
                     .await
-                    .with_context(|| format!("GetItem {after:?} on {}", self.table))?;
+                    .map_err(|err| {
+                        sdk_failure(err, format!("GetItem {after:?} on {}", self.table))
+                    })?;
                 let item = stored.item().map(from_attributes).transpose()?;
                 item.filter(|item| item.s(index.pk) == Some(query.pk.as_str()))
                     .and_then(|item| item.s(index.sk).map(str::to_owned))
@@ -526,7 +530,7 @@ impl Store for DynamoStore {
             .consistent_read(true)
             .send()
             .await
-            .with_context(|| format!("GetItem {key:?} on {}", self.table))?;
+            .map_err(|err| sdk_failure(err, format!("GetItem {key:?} on {}", self.table)))?;
         let item = out.item().map(from_attributes).transpose()?;
         Ok(item.filter(|item| !item.is_expired(now)))
     }
@@ -557,7 +561,7 @@ impl Store for DynamoStore {
                     .request_items(&self.table, request)
                     .send()
                     .await
-                    .with_context(|| format!("BatchGetItem on {}", self.table))?;
+                    .map_err(|err| sdk_failure(err, format!("BatchGetItem on {}", self.table)))?;
                 let read = out
                     .responses()
                     .and_then(|responses| responses.get(&self.table))
@@ -670,12 +674,13 @@ impl Store for DynamoStore {
                 .set_exclusive_start_key(start.take())
                 .send()
                 .await
-                .with_context(|| {
-                    format!(
+                .map_err(|err| {
+                    let call = format!(
                         "Query {} on {}",
                         crate::redact::key_part(&query.pk),
                         self.table
-                    )
+                    );
+                    sdk_failure(err, call)
                 })?;
             for attributes in out.items() {
                 let item = from_attributes(attributes)?;
@@ -726,6 +731,10 @@ impl Store for DynamoStore {
                 .iter()
                 .map(|write| self.transact_item(write, now))
                 .collect::<anyhow::Result<Vec<_>>>()?;
+            // The SDK fills ClientRequestToken (an idempotency token in the service's
+            // model) once per call, so its own retries of a transaction DynamoDB applied
+            // but whose answer was lost are not refused by their own conditions
+            // (tests/tests/faults.rs). Each pass of this loop is a new call, a new token.
             let result = self
                 .client
                 .transact_write_items()
@@ -749,9 +758,9 @@ impl Store for DynamoStore {
                     _ => None,
                 };
             let Some(reasons) = reasons else {
-                return Err(anyhow::Error::new(err)
-                    .context(format!("TransactWriteItems on {}", self.table))
-                    .into());
+                return Err(
+                    sdk_failure(err, format!("TransactWriteItems on {}", self.table)).into(),
+                );
             };
             let mut failed = Vec::new();
             let mut expired_in_the_way = Vec::new();
@@ -782,13 +791,18 @@ impl Store for DynamoStore {
                 return Err(TransactError::ConditionFailed { failed });
             }
             if !other.is_empty() {
-                return Err(anyhow::Error::new(err)
-                    .context(format!(
-                        "TransactWriteItems on {} cancelled: {}",
-                        self.table,
-                        other.join(", ")
-                    ))
-                    .into());
+                // Throttling of one of the items passes; a validation error does not.
+                let transient = other.iter().all(|reason| {
+                    reason.ends_with(": ThrottlingError")
+                        || reason.ends_with(": ProvisionedThroughputExceeded")
+                        || reason.ends_with(": TransactionConflict")
+                });
+                let call = format!(
+                    "TransactWriteItems on {} cancelled: {}",
+                    self.table,
+                    other.join(", ")
+                );
+                return Err(failure(err, transient, call).into());
             }
             if !expired_in_the_way.is_empty() && revivals < REVIVAL_ATTEMPTS {
                 revivals += 1;
@@ -802,18 +816,59 @@ impl Store for DynamoStore {
                 backoff(conflicts).await;
                 continue;
             }
-            return Err(anyhow::Error::new(err)
-                .context(format!(
-                    "TransactWriteItems on {}: gave up after {conflicts} conflicts and {revivals} expired items",
-                    self.table
-                ))
-                .into());
+            let call = format!(
+                "TransactWriteItems on {}: gave up after {conflicts} conflicts and {revivals} expired items",
+                self.table
+            );
+            return Err(failure(err, true, call).into());
         }
     }
 
     async fn ping(&self) -> anyhow::Result<()> {
         self.get(&super::health_key()).await.map(drop)
     }
+}
+
+/// A failed SDK call as the store reports it: a [`StoreFailure`], transient when the
+/// SDK's own retries could not get past a timeout, a dropped connection, throttling or a
+/// 5xx, with the call named on top.
+fn sdk_failure<E>(err: SdkError<E, HttpResponse>, call: String) -> anyhow::Error
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    let transient = match &err {
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
+            true
+        }
+        SdkError::ServiceError(service) => {
+            service.raw().status().is_server_error()
+                || matches!(
+                    err.code(),
+                    Some(
+                        "ThrottlingException"
+                            | "ProvisionedThroughputExceededException"
+                            | "RequestLimitExceeded"
+                            | "TransactionConflictException"
+                            | "TransactionInProgressException"
+                            | "InternalServerError"
+                            | "ServiceUnavailable"
+                    )
+                )
+        }
+        _ => false,
+    };
+    failure(err, transient, call)
+}
+
+fn failure<E>(err: E, transient: bool, call: String) -> anyhow::Error
+where
+    E: std::error::Error + Send + Sync + 'static,
+{
+    anyhow::Error::new(StoreFailure {
+        transient,
+        source: Box::new(err),
+    })
+    .context(call)
 }
 
 /// How one failed single write should go on.
@@ -851,14 +906,13 @@ fn classify<E: ConditionalWriteError, R>(err: &SdkError<E, R>) -> Failure {
 
 /// What a failed single write does next: `Ok` after waiting out a conflict (retry),
 /// `Err` for a failed condition or anything else.
-async fn after_failure<E, R>(
-    err: SdkError<E, R>,
+async fn after_failure<E>(
+    err: SdkError<E, HttpResponse>,
     attempt: u32,
     what: impl FnOnce() -> String,
 ) -> Result<(), WriteError>
 where
-    E: ConditionalWriteError + std::error::Error + Send + Sync + 'static,
-    R: std::fmt::Debug + Send + Sync + 'static,
+    E: ConditionalWriteError + ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
     match classify(&err) {
         Failure::Condition(current) => Err(condition_failed(current)?),
@@ -866,7 +920,7 @@ where
             backoff(attempt).await;
             Ok(())
         }
-        _ => Err(anyhow::Error::new(err).context(what()).into()),
+        _ => Err(sdk_failure(err, what()).into()),
     }
 }
 
@@ -1323,11 +1377,22 @@ impl Intercept for CountingInterceptor {
 
 /// A DynamoDB client for `sdk_config` whose requests are counted.
 pub fn client_with_counter(sdk_config: &aws_types::SdkConfig) -> (Client, Arc<CallCounter>) {
+    client_with_counter_at(sdk_config, None)
+}
+
+/// [`client_with_counter`] talking to `endpoint` when given (a relay in front of
+/// DynamoDB Local, in the fault tests), whatever the environment says.
+pub fn client_with_counter_at(
+    sdk_config: &aws_types::SdkConfig,
+    endpoint: Option<&str>,
+) -> (Client, Arc<CallCounter>) {
     let counter = CallCounter::new();
-    let config = aws_sdk_dynamodb::config::Builder::from(sdk_config)
-        .interceptor(counter.interceptor())
-        .build();
-    (Client::from_conf(config), counter)
+    let mut config =
+        aws_sdk_dynamodb::config::Builder::from(sdk_config).interceptor(counter.interceptor());
+    if let Some(endpoint) = endpoint {
+        config = config.endpoint_url(endpoint);
+    }
+    (Client::from_conf(config.build()), counter)
 }
 
 #[cfg(test)]

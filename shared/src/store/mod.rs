@@ -628,6 +628,27 @@ pub enum WriteError {
     Unexpected(#[from] anyhow::Error),
 }
 
+/// A call to the database that failed, and whether the failure passes: throttling, a
+/// timeout, a dropped connection, a 5xx, conflicts that outlasted their retries. A
+/// transient failure is answered `503 unavailable` with `Retry-After` (nothing was left
+/// half done: every multi-item change is one transaction), anything else `500`.
+#[derive(Debug, thiserror::Error)]
+#[error("{}", if *.transient { "the database failed for a moment" } else { "the database refused the call" })]
+pub struct StoreFailure {
+    pub transient: bool,
+    #[source]
+    pub source: Box<dyn std::error::Error + Send + Sync>,
+}
+
+/// Whether `error` comes from a transient failure of the database.
+pub fn is_transient(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| {
+        cause
+            .downcast_ref::<StoreFailure>()
+            .is_some_and(|f| f.transient)
+    })
+}
+
 /// Why a transaction did not happen.
 #[derive(Debug, thiserror::Error)]
 pub enum TransactError {
