@@ -171,107 +171,76 @@ fn a_message_to(to: &str) -> accounts::mail::Email {
     .expect("a rendered message")
 }
 
-#[tokio::test]
-async fn a_send_that_meets_server_errors_throttling_and_a_reset_is_retried_and_arrives_once() {
+/// What one send through a relay injecting `faults` came to: its result, how many
+/// requests reached the relay, and how many messages the emulator received.
+struct Sent {
+    result: anyhow::Result<()>,
+    requests: usize,
+    arrived: usize,
+}
+
+async fn send_through(faults: Vec<Fault>, what: &str) -> Sent {
     let upstream = required_env("AWS_ENDPOINT_URL_SESV2");
-    let faults = vec![
-        Fault::Answer {
-            status: 500,
-            error_type: "InternalFailure",
-        },
-        Fault::Reset,
-    ];
     let relay = FaultRelay::start(&upstream, faults).await;
     let (emulator, mailer) = mailer_at(&relay.url).await;
-    let to = format!("retried-{}@example.com", unique());
+    let to = format!("{what}-{}@example.com", unique());
     let since = epoch_seconds().saturating_sub(1);
-
-    mailer
-        .send(a_message_to(&to))
+    let result = mailer.send(a_message_to(&to)).await;
+    let arrived = received(&emulator, since, &to)
         .await
-        .expect("the third attempt gets through");
+        .expect("the emulator's store")
+        .len();
+    Sent {
+        result,
+        requests: relay.requests_seen(),
+        arrived,
+    }
+}
 
-    assert_eq!(relay.faults_left(), 0);
-    assert_eq!(relay.requests_seen(), 3, "two failures, then the send");
-    let found = received(&emulator, since, &to)
-        .await
-        .expect("the emulator's store");
-    assert_eq!(found.len(), 1, "sent exactly once");
+fn answer(status: u16, error_type: &'static str) -> Fault {
+    Fault::Answer { status, error_type }
+}
+
+#[tokio::test]
+async fn a_send_that_meets_server_errors_throttling_and_a_reset_is_retried_and_arrives_once() {
+    let sent = send_through(
+        vec![answer(500, "InternalFailure"), Fault::Reset],
+        "retried",
+    )
+    .await;
+    assert!(sent.result.is_ok(), "{:?}", sent.result);
+    assert_eq!(sent.requests, 3, "two failures, then the send");
+    assert_eq!(sent.arrived, 1, "sent exactly once");
 }
 
 #[tokio::test]
 async fn a_send_throttled_by_ses_is_retried() {
-    let upstream = required_env("AWS_ENDPOINT_URL_SESV2");
-    let faults = vec![Fault::Answer {
-        status: 429,
-        error_type: "TooManyRequestsException",
-    }];
-    let relay = FaultRelay::start(&upstream, faults).await;
-    let (emulator, mailer) = mailer_at(&relay.url).await;
-    let to = format!("throttled-{}@example.com", unique());
-    let since = epoch_seconds().saturating_sub(1);
-
-    mailer
-        .send(a_message_to(&to))
-        .await
-        .expect("the retry gets through");
-
-    assert_eq!(relay.requests_seen(), 2);
-    let found = received(&emulator, since, &to)
-        .await
-        .expect("the emulator's store");
-    assert_eq!(found.len(), 1);
+    let sent = send_through(vec![answer(429, "TooManyRequestsException")], "throttled").await;
+    assert!(sent.result.is_ok(), "{:?}", sent.result);
+    assert_eq!(sent.requests, 2);
+    assert_eq!(sent.arrived, 1);
 }
 
 #[tokio::test]
 async fn a_send_that_keeps_failing_gives_up_after_three_attempts() {
-    let upstream = required_env("AWS_ENDPOINT_URL_SESV2");
-    let faults = vec![
-        Fault::Answer {
-            status: 503,
-            error_type: "ServiceUnavailable"
-        };
-        10
-    ];
-    let relay = FaultRelay::start(&upstream, faults).await;
-    let (_, mailer) = mailer_at(&relay.url).await;
-
-    let sent = mailer.send(a_message_to("never-sent@example.com")).await;
-
-    assert!(sent.is_err());
-    assert_eq!(relay.requests_seen(), 3, "three attempts, no more");
+    let sent = send_through(vec![answer(503, "ServiceUnavailable"); 10], "never-sent").await;
+    assert!(sent.result.is_err());
+    assert_eq!(sent.requests, 3, "three attempts, no more");
+    assert_eq!(sent.arrived, 0);
 }
 
 #[tokio::test]
 async fn a_message_refused_for_its_content_is_not_retried() {
-    let upstream = required_env("AWS_ENDPOINT_URL_SESV2");
-    let faults = vec![
-        Fault::Answer {
-            status: 400,
-            error_type: "MessageRejected"
-        };
-        3
-    ];
-    let relay = FaultRelay::start(&upstream, faults).await;
-    let (_, mailer) = mailer_at(&relay.url).await;
-
-    let sent = mailer.send(a_message_to("rejected@example.com")).await;
-
-    assert!(sent.is_err());
-    assert_eq!(relay.requests_seen(), 1, "a refusal is final");
+    let sent = send_through(vec![answer(400, "MessageRejected"); 3], "rejected").await;
+    assert!(sent.result.is_err());
+    assert_eq!(sent.requests, 1, "a refusal is final");
+    assert_eq!(sent.arrived, 0);
 }
 
 #[tokio::test]
 async fn a_signup_whose_mail_cannot_be_sent_still_answers_202_and_counts_the_failure() {
     let upstream = required_env("AWS_ENDPOINT_URL_SESV2");
-    let faults = vec![
-        Fault::Answer {
-            status: 503,
-            error_type: "ServiceUnavailable"
-        };
-        3
-    ];
-    let relay = FaultRelay::start(&upstream, faults).await;
+    let relay = FaultRelay::start(&upstream, vec![answer(503, "ServiceUnavailable"); 3]).await;
     let app = api_tests::TestApp::spawn_mailing_through(&relay.url).await;
     let failures_before = accounts::telemetry::metrics::recorded("MailSendFailed");
 

@@ -59,6 +59,34 @@ pub fn invocation_of(event: &lambda_http::Request) -> crate::telemetry::Invocati
     crate::telemetry::Invocation::start(request_id, api_request_id)
 }
 
+/// All the `main` of a function that serves no route (the scheduled `cleanup`, the
+/// event-driven `mail-events`) does: logging, the state built once per cold start with
+/// the keys it needs, then each event handed to `handle` inside its invocation (so its
+/// lines carry the request id).
+pub async fn run_events<F, Fut>(keys: KeysNeeded, handle: F) -> Result<(), lambda_http::Error>
+where
+    F: Fn(Arc<App>, lambda_http::LambdaEvent<serde_json::Value>) -> Fut,
+    Fut: Future<Output = anyhow::Result<()>>,
+{
+    crate::telemetry::init(true);
+    let app = Arc::new(app_from_environment_for(keys).await.inspect_err(|e| {
+        tracing::error!(error = format!("{e:#}"), "cold start failed");
+    })?);
+    lambda_http::lambda_runtime::run(lambda_http::service_fn(
+        move |event: lambda_http::LambdaEvent<serde_json::Value>| {
+            let invocation = crate::telemetry::Invocation::start(&event.context.request_id, None);
+            let work = handle(app.clone(), event);
+            async move {
+                invocation
+                    .scope(work)
+                    .await
+                    .map_err(lambda_http::Error::from)
+            }
+        },
+    ))
+    .await
+}
+
 /// A response whose body is already what API Gateway gets. `lambda_http` would otherwise
 /// collect each body again and decode it by its `charset` (pulling in every legacy
 /// encoding table), though ours are UTF-8 JSON or empty.
