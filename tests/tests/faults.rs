@@ -133,6 +133,7 @@ async fn an_account_lives_through(
     relay: &FaultRelay,
     fault: &(&'static str, Option<&'static str>, Fault, usize),
 ) {
+    survives(relay, fault, "health", 200, || app.health()).await;
     let email = unique_email();
     survives(relay, fault, "signup", 202, || app.sign_up(&email)).await;
     let token = app.verification_token(&email).await;
@@ -177,6 +178,141 @@ async fn an_account_lives_through(
     );
 }
 
+/// The rest of the routes that touch the table, under `fault`: a correction and a resend
+/// before the verification, two-step verification from setup to login to turning it
+/// off, the security question, the devices and the history, and both recoveries.
+async fn a_protected_account_lives_through(
+    app: &TestApp,
+    relay: &FaultRelay,
+    fault: &(&'static str, Option<&'static str>, Fault, usize),
+) {
+    let mistyped = unique_email();
+    assert_eq!(app.sign_up(&mistyped).await.status(), 202);
+    let email = unique_email();
+    let correction = json!({ "email": mistyped, "password": PASSWORD, "new_email": email });
+    survives(relay, fault, "correct-email", 202, || {
+        app.correct_email(&correction)
+    })
+    .await;
+    app.clock.advance(61);
+    let resend = json!({ "email": email });
+    survives(relay, fault, "resend", 202, || {
+        app.resend_verification(&resend)
+    })
+    .await;
+    let code = app
+        .last_mail_to(&email)
+        .await
+        .and_then(|mail| mail.code())
+        .expect("a verification code");
+    let verify = json!({ "email": email, "code": code });
+    survives(relay, fault, "verify by code", 200, || {
+        app.verify_email(&verify)
+    })
+    .await;
+
+    let tokens = app.log_in(&email, false).await;
+    let access = tokens.access_token.clone();
+    let setup = survives(relay, fault, "totp setup", 200, || app.totp_setup(&access)).await;
+    let secret = setup["secret"].as_str().expect("a secret").to_owned();
+    let code = app.fresh_code(&secret);
+    survives(relay, fault, "totp confirm", 200, || {
+        app.totp_confirm(&access, &code)
+    })
+    .await;
+    survives(relay, fault, "backup codes", 200, || {
+        app.regenerate_backup_codes(&access, PASSWORD)
+    })
+    .await;
+    let question = json!({ "current_password": PASSWORD, "question_id": "first-pet", "answer": "Rex the Dog" });
+    survives(relay, fault, "security question", 200, || {
+        app.set_security_question(&access, &question)
+    })
+    .await;
+
+    let login = json!({ "login": email, "password": PASSWORD, "remember_me": true });
+    let challenge = survives(relay, fault, "login (challenged)", 200, || {
+        app.login(&login)
+    })
+    .await;
+    let mfa_token = challenge["mfa_token"]
+        .as_str()
+        .expect("an mfa token")
+        .to_owned();
+    let code = app.fresh_code(&secret);
+    let second = survives(relay, fault, "login mfa", 200, || {
+        app.login_mfa(&mfa_token, "totp", &code)
+    })
+    .await;
+    let second_access = second["access_token"]
+        .as_str()
+        .expect("an access token")
+        .to_owned();
+    let sessions = survives(relay, fault, "sessions", 200, || {
+        app.sessions(&second_access)
+    })
+    .await;
+    let other = sessions
+        .as_array()
+        .and_then(|all| all.iter().find(|s| s["current"] == false))
+        .and_then(|s| s["id"].as_str())
+        .expect("the first login's session")
+        .to_owned();
+    survives(relay, fault, "login history", 200, || {
+        app.login_history(&second_access, "")
+    })
+    .await;
+    survives(relay, fault, "revoke a session", 204, || {
+        app.revoke_session(&second_access, &other)
+    })
+    .await;
+    survives(relay, fault, "revoke other sessions", 204, || {
+        app.revoke_other_sessions(&second_access)
+    })
+    .await;
+    let code = app.fresh_code(&secret);
+    let disable = json!({ "current_password": PASSWORD, "code": code });
+    survives(relay, fault, "totp off", 200, || {
+        app.totp_disable(&second_access, &disable)
+    })
+    .await;
+
+    app.clock.advance(61);
+    survives(relay, fault, "forgot password", 202, || {
+        app.forgot_password(&email)
+    })
+    .await;
+    let token = app.newest_link_token(&email, "/reset-password").await;
+    let new_password = "juniper-lantern-52";
+    let reset = json!({ "token": token, "new_password": new_password });
+    survives(relay, fault, "reset password", 200, || {
+        app.reset_password(&reset)
+    })
+    .await;
+    app.clock.advance(61);
+    survives(relay, fault, "forgot answer", 202, || {
+        app.forgot_security_answer(&email)
+    })
+    .await;
+    let token = app
+        .newest_link_token(&email, "/reset-security-question")
+        .await;
+    let question_reset = json!({
+        "token": token, "password": new_password, "question_id": "first-pet", "answer": "Fido the Cat",
+    });
+    survives(relay, fault, "reset question", 200, || {
+        app.reset_security_question(&question_reset)
+    })
+    .await;
+    let login = json!({ "login": email, "password": new_password, "remember_me": false });
+    assert_eq!(
+        app.login(&login).await.status(),
+        200,
+        "{}: the new password",
+        fault.0
+    );
+}
+
 /// Every item of the table, read past the relay.
 async fn every_item(table: &str) -> Vec<BTreeMap<String, Value>> {
     required_env("AWS_ENDPOINT_URL_DYNAMODB");
@@ -207,14 +343,19 @@ async fn every_item(table: &str) -> Vec<BTreeMap<String, Value>> {
     }
 }
 
-/// One account's life under the fault `faults()[index]`, then the invariants: every
-/// claim and every session belongs to an account that exists.
-async fn an_account_survives_fault(index: usize) {
+/// One account's life (the plain one, or the `protected` one with two-step verification
+/// and both recoveries) under the fault `faults()[index]`, then the invariants: every
+/// claim and every session belongs to the one account that exists.
+async fn an_account_survives_fault(index: usize, protected: bool) {
     let upstream = required_env("AWS_ENDPOINT_URL_DYNAMODB");
     let relay = FaultRelay::start(&upstream, Vec::new()).await;
     let app = TestApp::spawn_storing_through(&relay.url).await;
     let fault = faults().swap_remove(index);
-    an_account_lives_through(&app, &relay, &fault).await;
+    if protected {
+        a_protected_account_lives_through(&app, &relay, &fault).await;
+    } else {
+        an_account_lives_through(&app, &relay, &fault).await;
+    }
 
     let items = every_item(&app.app.config.table_name).await;
     let field = |item: &BTreeMap<String, Value>, name: &str| {
@@ -256,7 +397,12 @@ macro_rules! under_each_fault {
     ($($name:ident = $index:expr;)*) => {$(
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn $name() {
-            an_account_survives_fault($index).await;
+            // The two journeys, each with its own relay and table, side by side (the
+            // time goes in the SDK's back-off between attempts).
+            tokio::join!(
+                an_account_survives_fault($index, false),
+                an_account_survives_fault($index, true),
+            );
         }
     )*};
 }

@@ -11,11 +11,13 @@ pub async fn health(app: &App) -> Result<ApiResponse, Problem> {
         Ok(()) => Ok(crate::http::status(StatusCode::OK, "ok")),
         Err(error) => {
             tracing::error!(error = format!("{error:#}"), "the store does not answer");
-            Err(Problem::new(
+            let mut problem = Problem::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "unavailable",
                 "The service cannot reach its database.",
-            ))
+            );
+            problem.retry_after = Some(1);
+            Err(problem)
         }
     }
 }
