@@ -162,20 +162,7 @@ async fn an_account_lives_through(
         .expect("a refresh token")
         .to_owned();
     survives(relay, fault, "logout", 204, || app.logout(&refresh)).await;
-    // The change happened exactly once: the new password logs in, the old one does not.
-    let login = json!({ "login": email, "password": new_password, "remember_me": false });
-    assert_eq!(
-        app.login(&login).await.status(),
-        200,
-        "{}: the new password",
-        fault.0
-    );
-    assert_eq!(
-        app.try_log_in(&email, PASSWORD).await.status(),
-        401,
-        "{}: the old one",
-        fault.0
-    );
+    the_password_changed_once(app, &email, new_password, fault.0).await;
 }
 
 /// The rest of the routes that touch the table, under `fault`: a correction and a resend
@@ -304,13 +291,19 @@ async fn a_protected_account_lives_through(
         app.reset_security_question(&question_reset)
     })
     .await;
+    the_password_changed_once(app, &email, new_password, fault.0).await;
+}
+
+/// The change happened exactly once: the new password logs in, the old one does not.
+async fn the_password_changed_once(app: &TestApp, email: &str, new_password: &str, fault: &str) {
     let login = json!({ "login": email, "password": new_password, "remember_me": false });
     assert_eq!(
         app.login(&login).await.status(),
         200,
-        "{}: the new password",
-        fault.0
+        "{fault}: the new password"
     );
+    let old = app.try_log_in(email, PASSWORD).await.status();
+    assert_eq!(old, 401, "{fault}: the old password");
 }
 
 /// Every item of the table, read past the relay.
