@@ -163,7 +163,15 @@ pub async fn login(app: &App, request: &ApiRequest) -> Result<ApiResponse, Probl
             return Err(LoginError::EmailNotVerified.into());
         }
         (user, _) => {
-            record_failure(app, request, user.as_ref(), &attempt.claim).await?;
+            let user_id = user.as_ref().map(|user| user.id.as_str());
+            login_history::count_wrong_password(
+                app.store.as_ref(),
+                &attempt.claim,
+                user_id,
+                &request.client,
+                app.now(),
+            )
+            .await?;
             return Err(LoginError::InvalidCredentials.into());
         }
     };
@@ -329,36 +337,6 @@ async fn start_attempt(
         claim,
         sessions,
     }))
-}
-
-/// Counts a failed attempt against the login and records it in the account's history,
-/// in parallel: one sequential step.
-async fn record_failure(
-    app: &App,
-    request: &ApiRequest,
-    user: Option<&User>,
-    claim: &Claim,
-) -> anyhow::Result<()> {
-    let now = app.now();
-    let history = async {
-        match user {
-            Some(user) => {
-                let entry = login_history::entry(
-                    &user.id,
-                    &request.client,
-                    now,
-                    Outcome::BadPassword,
-                    login_history::PASSWORD,
-                );
-                app.store.write(entry).await.map(|_| ())
-            }
-            None => Ok(()),
-        }
-    };
-    let (lockout, history) = tokio::join!(app.store.write(claim.failed(now)), history);
-    lockout.map_err(anyhow::Error::from)?;
-    history.map_err(anyhow::Error::from)?;
-    Ok(())
 }
 
 /// Re-hashes a password whose stored hash is weaker than the configured cost, under

@@ -5,8 +5,9 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::Serialize;
 
 use crate::http::Client;
+use crate::protections::backoff::Claim;
 use crate::records::{attr, keys};
-use crate::store::{EXPIRES_AT, Item, Key, Write, schema};
+use crate::store::{EXPIRES_AT, Item, Key, Store, Write, schema};
 
 /// How long an entry is kept.
 pub const RETENTION_SECONDS: i64 = 90 * 24 * 3_600;
@@ -107,4 +108,29 @@ pub fn sort_key_of(cursor: &str, prefix: &str) -> Option<String> {
     let sk = String::from_utf8(bytes).ok()?;
     let printable = sk.bytes().all(|b| b.is_ascii_graphic());
     (sk.starts_with(prefix) && printable).then_some(sk)
+}
+
+/// Counts a wrong password against `claim` and, when it was typed for an account
+/// (`user_id`), records it in the account's history: the two writes in parallel, one
+/// sequential step. Logins and signed-in password checks both end a wrong guess here.
+pub async fn count_wrong_password(
+    store: &dyn Store,
+    claim: &Claim,
+    user_id: Option<&str>,
+    client: &Client,
+    now: i64,
+) -> anyhow::Result<()> {
+    let history = async {
+        match user_id {
+            Some(user_id) => {
+                let wrong = entry(user_id, client, now, Outcome::BadPassword, PASSWORD);
+                store.write(wrong).await.map(drop)
+            }
+            None => Ok(()),
+        }
+    };
+    let (counted, recorded) = tokio::join!(store.write(claim.failed(now)), history);
+    counted?;
+    recorded?;
+    Ok(())
 }

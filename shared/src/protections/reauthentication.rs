@@ -11,7 +11,7 @@ use crate::app::App;
 use crate::credentials::password::Verdict;
 use crate::http::{ApiRequest, Problem};
 use crate::protections::backoff::{Claim, Counter};
-use crate::protections::login_history::{self, Outcome};
+use crate::protections::login_history;
 use crate::records::User;
 use crate::store::Write;
 use crate::values::secret::Secret;
@@ -69,18 +69,14 @@ pub async fn check_password(
     {
         Verdict::Right { .. } => Ok(Reauthenticated { claim }),
         Verdict::Wrong => {
-            let now = app.now();
-            let entry = login_history::entry(
-                &user.id,
+            login_history::count_wrong_password(
+                app.store.as_ref(),
+                &claim,
+                Some(&user.id),
                 &request.client,
-                now,
-                Outcome::BadPassword,
-                login_history::PASSWORD,
-            );
-            let (failure, recorded) =
-                tokio::join!(app.store.write(claim.failed(now)), app.store.write(entry));
-            failure.map_err(anyhow::Error::from)?;
-            recorded.map_err(anyhow::Error::from)?;
+                app.now(),
+            )
+            .await?;
             Err(wrong_password())
         }
     }
