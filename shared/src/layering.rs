@@ -21,6 +21,7 @@ const LAYERS: &[(&str, usize)] = &[
     ("protections", 5),
     ("flows", 6),
     ("routes", 7),
+    ("web", 7),
 ];
 
 fn layer_of(module: &str) -> Option<usize> {

@@ -6,7 +6,7 @@
 //!
 //! | layer | what it holds |
 //! | --- | --- |
-//! | [`routes`] | the route table (which function serves which route, and which flow answers it) and the Lambda adapter |
+//! | [`routes`], [`web`] | the route table (which function serves which route, and which flow answers it) and the Lambda adapter; the end-user web pages' shared pieces (docs/web-pages.md) |
 //! | [`flows`] | one module per user journey or route group: signup, email verification, login, tokens, recovery, the account's own views and protection, two-factor, the service's own routes, the cleanup job, SES's mail events |
 //! | [`protections`] | what every flow shares: the back-off on guesses, rate limits, login history, security notices, sessions, re-authentication, second-factor checks |
 //! | [`app`] | the state built once per cold start ([`app::App`]) and its configuration |
@@ -30,6 +30,7 @@ pub mod routes;
 pub mod store;
 pub mod telemetry;
 pub mod values;
+pub mod web;
 
 #[cfg(test)]
 mod layering;
