@@ -3,8 +3,8 @@
 //!
 //! Links arrive fully built: callers make them from the configured `APP_BASE_URL`,
 //! never from request headers. `ip` and `device` come from the request and are treated
-//! as hostile: they are length-capped here, and the renderer escapes them in HTML and
-//! drops control characters everywhere.
+//! as hostile: they are length-capped here, the templates escape them in HTML, and
+//! [`templates::Clean`] drops control and bidirectional characters from every value.
 
 use std::fmt;
 
@@ -21,7 +21,7 @@ const MAX_IP_CHARS: usize = 64;
 /// Longest `when` shown; it is built by the caller, so this is only a backstop.
 const MAX_WHEN_CHARS: usize = 64;
 
-/// One email, with the values it shows. See `shared/templates/` for the wording.
+/// One email, with the values it shows. See `shared/templates/mail/` for the wording.
 ///
 /// `when`, `ip` and `device` describe the request that caused a security notification:
 /// `when` is a human-readable time (e.g. RFC 3339), `ip` the client address, `device`
@@ -114,26 +114,150 @@ impl Message {
     /// The template files this message renders from.
     pub fn template(&self) -> &'static Template {
         match self {
-            Message::VerifyEmail { .. } => &templates::VERIFY_EMAIL,
-            Message::AccountExists { .. } => &templates::ACCOUNT_EXISTS,
-            Message::PasswordResetLink { .. } => &templates::PASSWORD_RESET_LINK,
-            Message::PasswordChanged { .. } => &templates::PASSWORD_CHANGED,
-            Message::PasswordWasReset { .. } => &templates::PASSWORD_WAS_RESET,
-            Message::SecurityQuestionResetLink { .. } => &templates::SECURITY_QUESTION_RESET_LINK,
-            Message::SecurityQuestionChanged { .. } => &templates::SECURITY_QUESTION_CHANGED,
-            Message::TwoStepEnabled { .. } => &templates::TWO_STEP_ENABLED,
-            Message::TwoStepDisabled { .. } => &templates::TWO_STEP_DISABLED,
-            Message::BackupCodesRegenerated { .. } => &templates::BACKUP_CODES_REGENERATED,
+            Message::VerifyEmail { .. } => &templates::VerifyEmail::TEMPLATE,
+            Message::AccountExists { .. } => &templates::AccountExists::TEMPLATE,
+            Message::PasswordResetLink { .. } => &templates::PasswordResetLink::TEMPLATE,
+            Message::PasswordChanged { .. } => &templates::PasswordChanged::TEMPLATE,
+            Message::PasswordWasReset { .. } => &templates::PasswordWasReset::TEMPLATE,
+            Message::SecurityQuestionResetLink { .. } => {
+                &templates::SecurityQuestionResetLink::TEMPLATE
+            }
+            Message::SecurityQuestionChanged { .. } => {
+                &templates::SecurityQuestionChanged::TEMPLATE
+            }
+            Message::TwoStepEnabled { .. } => &templates::TwoStepEnabled::TEMPLATE,
+            Message::TwoStepDisabled { .. } => &templates::TwoStepDisabled::TEMPLATE,
+            Message::BackupCodesRegenerated { .. } => &templates::BackupCodesRegenerated::TEMPLATE,
         }
     }
 
     /// Renders the message for `to`, which must be the account's stored address.
     pub fn render(&self, to: &str) -> anyhow::Result<Email> {
-        let vars = self.vars();
-        let pairs: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        let template = self.template();
-        let rendered = templates::render(template, &pairs)
-            .with_context(|| format!("rendering the {} email", template.name()))?;
+        use templates as t;
+        // Every arm builds its template's struct: a value the files use and the struct
+        // lacks does not compile. A duration's temporary string lives until the end of
+        // its arm, past the rendering that borrows it.
+        let rendered = match self {
+            Message::VerifyEmail {
+                link,
+                code,
+                valid_hours,
+            } => t::VerifyEmail {
+                link: link.into(),
+                code: code.into(),
+                valid_for: (&hours(*valid_hours)).into(),
+            }
+            .render(),
+            Message::AccountExists {
+                login_url,
+                reset_url,
+            } => t::AccountExists {
+                login_url: login_url.into(),
+                reset_url: reset_url.into(),
+            }
+            .render(),
+            Message::PasswordResetLink {
+                link,
+                valid_minutes,
+            } => t::PasswordResetLink {
+                link: link.into(),
+                valid_for: (&minutes(*valid_minutes)).into(),
+            }
+            .render(),
+            Message::SecurityQuestionResetLink {
+                link,
+                valid_minutes,
+            } => t::SecurityQuestionResetLink {
+                link: link.into(),
+                valid_for: (&minutes(*valid_minutes)).into(),
+            }
+            .render(),
+            Message::PasswordChanged {
+                when,
+                ip,
+                device,
+                reset_url,
+            } => {
+                let d = Details::new(when, ip, device);
+                t::PasswordChanged {
+                    when: (&d.when).into(),
+                    ip: (&d.ip).into(),
+                    device: (&d.device).into(),
+                    reset_url: reset_url.into(),
+                }
+                .render()
+            }
+            Message::PasswordWasReset {
+                when,
+                ip,
+                device,
+                reset_url,
+            } => {
+                let d = Details::new(when, ip, device);
+                t::PasswordWasReset {
+                    when: (&d.when).into(),
+                    ip: (&d.ip).into(),
+                    device: (&d.device).into(),
+                    reset_url: reset_url.into(),
+                }
+                .render()
+            }
+            Message::SecurityQuestionChanged {
+                when,
+                ip,
+                device,
+                reset_url,
+            } => {
+                let d = Details::new(when, ip, device);
+                t::SecurityQuestionChanged {
+                    when: (&d.when).into(),
+                    ip: (&d.ip).into(),
+                    device: (&d.device).into(),
+                    reset_url: reset_url.into(),
+                }
+                .render()
+            }
+            Message::TwoStepEnabled { when, ip, device } => {
+                let d = Details::new(when, ip, device);
+                t::TwoStepEnabled {
+                    when: (&d.when).into(),
+                    ip: (&d.ip).into(),
+                    device: (&d.device).into(),
+                }
+                .render()
+            }
+            Message::TwoStepDisabled {
+                when,
+                ip,
+                device,
+                reset_url,
+            } => {
+                let d = Details::new(when, ip, device);
+                t::TwoStepDisabled {
+                    when: (&d.when).into(),
+                    ip: (&d.ip).into(),
+                    device: (&d.device).into(),
+                    reset_url: reset_url.into(),
+                }
+                .render()
+            }
+            Message::BackupCodesRegenerated {
+                when,
+                ip,
+                device,
+                reset_url,
+            } => {
+                let d = Details::new(when, ip, device);
+                t::BackupCodesRegenerated {
+                    when: (&d.when).into(),
+                    ip: (&d.ip).into(),
+                    device: (&d.device).into(),
+                    reset_url: reset_url.into(),
+                }
+                .render()
+            }
+        }
+        .with_context(|| format!("rendering the {} email", self.template().name()))?;
         Ok(Email {
             to: to.to_owned(),
             subject: rendered.subject,
@@ -141,81 +265,23 @@ impl Message {
             html: rendered.html,
         })
     }
-
-    fn vars(&self) -> Vec<(&'static str, String)> {
-        match self {
-            Message::VerifyEmail {
-                link,
-                code,
-                valid_hours,
-            } => vec![
-                ("link", link.clone()),
-                ("code", code.clone()),
-                ("valid_for", hours(*valid_hours)),
-            ],
-            Message::AccountExists {
-                login_url,
-                reset_url,
-            } => vec![
-                ("login_url", login_url.clone()),
-                ("reset_url", reset_url.clone()),
-            ],
-            Message::PasswordResetLink {
-                link,
-                valid_minutes,
-            }
-            | Message::SecurityQuestionResetLink {
-                link,
-                valid_minutes,
-            } => vec![
-                ("link", link.clone()),
-                ("valid_for", minutes(*valid_minutes)),
-            ],
-            Message::PasswordChanged {
-                when,
-                ip,
-                device,
-                reset_url,
-            }
-            | Message::PasswordWasReset {
-                when,
-                ip,
-                device,
-                reset_url,
-            }
-            | Message::SecurityQuestionChanged {
-                when,
-                ip,
-                device,
-                reset_url,
-            }
-            | Message::TwoStepDisabled {
-                when,
-                ip,
-                device,
-                reset_url,
-            }
-            | Message::BackupCodesRegenerated {
-                when,
-                ip,
-                device,
-                reset_url,
-            } => {
-                let mut vars = request_details(when, ip, device);
-                vars.push(("reset_url", reset_url.clone()));
-                vars
-            }
-            Message::TwoStepEnabled { when, ip, device } => request_details(when, ip, device),
-        }
-    }
 }
 
-fn request_details(when: &str, ip: &str, device: &str) -> Vec<(&'static str, String)> {
-    vec![
-        ("when", capped(when, MAX_WHEN_CHARS, "unknown time")),
-        ("ip", capped(ip, MAX_IP_CHARS, "unknown")),
-        ("device", capped(device, MAX_DEVICE_CHARS, "unknown device")),
-    ]
+/// What a security notification says of the request that caused it, capped for showing.
+struct Details {
+    when: String,
+    ip: String,
+    device: String,
+}
+
+impl Details {
+    fn new(when: &str, ip: &str, device: &str) -> Details {
+        Details {
+            when: capped(when, MAX_WHEN_CHARS, "unknown time"),
+            ip: capped(ip, MAX_IP_CHARS, "unknown"),
+            device: capped(device, MAX_DEVICE_CHARS, "unknown device"),
+        }
+    }
 }
 
 /// Trims and shortens an untrusted value; an empty one reads `fallback` rather than
@@ -328,7 +394,25 @@ mod tests {
     }
 
     fn has_details(message: &Message) -> bool {
-        message.vars().iter().any(|(name, _)| *name == "device")
+        !matches!(
+            message,
+            Message::VerifyEmail { .. }
+                | Message::AccountExists { .. }
+                | Message::PasswordResetLink { .. }
+                | Message::SecurityQuestionResetLink { .. }
+        )
+    }
+
+    fn has_reset_url(message: &Message) -> bool {
+        matches!(
+            message,
+            Message::AccountExists { .. }
+                | Message::PasswordChanged { .. }
+                | Message::PasswordWasReset { .. }
+                | Message::SecurityQuestionChanged { .. }
+                | Message::TwoStepDisabled { .. }
+                | Message::BackupCodesRegenerated { .. }
+        )
     }
 
     #[test]
@@ -338,6 +422,11 @@ mod tests {
             let name = message.template().name();
             assert_eq!(email.to, TO);
             assert!(!email.subject.trim().is_empty(), "{name}: empty subject");
+            assert!(
+                !email.subject.contains(char::is_control),
+                "{name}: the subject must be one line: {:?}",
+                email.subject
+            );
             for (part, body) in [
                 ("subject", &email.subject),
                 ("text", &email.text),
@@ -365,13 +454,21 @@ mod tests {
 
     #[test]
     fn every_template_file_on_disk_belongs_to_a_message() -> anyhow::Result<()> {
-        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/templates");
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/templates/mail");
         let mut on_disk = BTreeSet::new();
-        for entry in std::fs::read_dir(dir).context("listing shared/templates")? {
+        for entry in std::fs::read_dir(dir).context("listing shared/templates/mail")? {
             let name = entry?.file_name().to_string_lossy().into_owned();
             on_disk.insert(name);
         }
-        let mut expected: BTreeSet<_> = ["layout.txt".to_owned(), "layout.html".to_owned()].into();
+        // The layouts and the pieces several messages include.
+        let mut expected: BTreeSet<_> = [
+            "layout.txt",
+            "layout.html",
+            "when_where.html",
+            "reset_button.html",
+        ]
+        .map(str::to_owned)
+        .into();
         for template in templates::ALL {
             expected.insert(format!("{}.txt", template.name()));
             expected.insert(format!("{}.html", template.name()));
@@ -399,7 +496,7 @@ mod tests {
         assert!(
             email
                 .html
-                .contains("href=\"https://app.example/verify-email?token=abc&amp;x=1\"")
+                .contains("href=\"https://app.example/verify-email?token=abc&#38;x=1\"")
         );
         assert!(email.html.contains(">042917</p>"));
         assert!(email.html.contains("24 hours"));
@@ -430,10 +527,7 @@ mod tests {
 
     #[test]
     fn notifications_with_a_reset_link_show_it_in_both_bodies() -> anyhow::Result<()> {
-        for message in samples()
-            .iter()
-            .filter(|m| m.vars().iter().any(|(n, _)| *n == "reset_url"))
-        {
+        for message in samples().iter().filter(|m| has_reset_url(m)) {
             let email = message.render(TO)?;
             let name = message.template().name();
             assert!(
@@ -458,13 +552,16 @@ mod tests {
         }
         .render(TO)?;
         assert!(!email.html.contains("<img"));
-        assert!(email.html.contains("&lt;img src=x onerror=alert(1)&gt;"));
+        assert!(email.html.contains("&#60;img src=x onerror=alert(1)&#62;"));
         assert!(
             email
                 .text
                 .contains("IP address: 1.2.3.4Bcc: x@evil.example\n")
         );
-        assert!(!email.text.contains('\u{202E}'));
+        assert_eq!(email.subject, "Your password was changed");
+        for part in [&email.subject, &email.text, &email.html] {
+            assert!(!part.contains(['\r', '\u{202E}']), "{part:?}");
+        }
         Ok(())
     }
 
