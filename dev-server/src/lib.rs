@@ -1,5 +1,6 @@
 //! The local server: serves every API route through the same dispatch as the Lambda
-//! functions, plus developer pages (sent mail, the pages emailed links open).
+//! functions, the product's web pages from the same code as the `web` function, and a
+//! developer page of the mail sent.
 
 pub mod pages;
 pub mod setup;
@@ -90,8 +91,11 @@ impl Server {
             body,
             peer.ip(),
         );
-        if let Some(page) = pages::answer(self, &request, port).await {
+        if let Some(page) = pages::answer(self, &request) {
             return to_hyper(page);
+        }
+        if !accounts::web::is_api_path(&request.path) {
+            return to_hyper(accounts::web::answer(&self.app, &request).await);
         }
         let response = match &self.observer {
             // The request is kept for the observer only: no copy on the usual path.
@@ -126,14 +130,6 @@ fn is_own_host(headers: &http::HeaderMap, port: u16) -> bool {
         .get(http::header::HOST)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|host| is_own_name_and_port(host, port))
-}
-
-/// Whether an `Origin` is this server's own (for form posts): the same names as
-/// [`is_own_host`], over http.
-pub(crate) fn is_own_origin(origin: &str, port: u16) -> bool {
-    origin
-        .strip_prefix("http://")
-        .is_some_and(|rest| is_own_name_and_port(rest, port))
 }
 
 fn misdirected() -> api::Problem {

@@ -5,6 +5,8 @@
 //! checks of whole answers (problem documents, token pairs, ...).
 
 pub mod assert;
+pub mod browser;
+pub mod captured_logs;
 pub mod contract;
 pub mod fault_relay;
 
@@ -63,6 +65,40 @@ macro_rules! on_both_backends_with {
     )*};
 }
 
+/// Runs each test body once per backend, as `<test>::on_memory` and `<test>::on_dynamodb`,
+/// on a server made for a browser ([`TestApp::spawn_for_browser_with`]: its pages' origin
+/// and its emails' links are `http://localhost:<port>`), with `overrides` on top of the
+/// test defaults: `on_both_backends_in_browser! { &[]; async fn name(app) { ... } }`.
+#[macro_export]
+macro_rules! on_both_backends_in_browser {
+    ($overrides:expr; $(async fn $name:ident($app:ident) $body:block)*) => {$(
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn on_memory() {
+                let $app = $crate::TestApp::spawn_for_browser_with(
+                    $crate::Backend::Memory,
+                    $overrides,
+                )
+                .await;
+                $body
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn on_dynamodb() {
+                let $app = $crate::TestApp::spawn_for_browser_with(
+                    $crate::Backend::DynamoDb,
+                    $overrides,
+                )
+                .await;
+                $body
+            }
+        }
+    )*};
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Backend {
     /// The embedded store and the outbox mailer.
@@ -81,9 +117,15 @@ pub struct Mail {
 }
 
 impl Mail {
-    /// The token of the first `APP_BASE_URL<path>?token=` link in the text body.
+    /// The token of the first `APP_BASE_URL<path>?token=` link in the text body (links to
+    /// [`BASE_URL`], the test servers' default).
     pub fn link_token(&self, path: &str) -> Option<String> {
-        let marker = format!("{BASE_URL}{path}?token=");
+        self.link_token_at(BASE_URL, path)
+    }
+
+    /// The token of the first `<base_url><path>?token=` link in the text body.
+    pub fn link_token_at(&self, base_url: &str, path: &str) -> Option<String> {
+        let marker = format!("{base_url}{path}?token=");
         let start = self.text.find(&marker)? + marker.len();
         let token: String = self.text[start..]
             .chars()
@@ -124,7 +166,11 @@ pub const WRONG_PASSWORD: &str = "wrong-password-123";
 
 /// A running server and the handles a test needs around it.
 pub struct TestApp {
+    /// `http://127.0.0.1:<port>`, for the HTTP client.
     pub address: String,
+    /// The server's `APP_BASE_URL`: [`BASE_URL`], or `http://localhost:<port>` on a server
+    /// made for a browser ([`TestApp::spawn_for_browser`]).
+    pub base_url: String,
     pub http: reqwest::Client,
     pub clock: Arc<ManualClock>,
     pub backend: Backend,
@@ -228,29 +274,60 @@ impl TestApp {
 
     /// Starts a server whose configuration has `overrides` on top of the test defaults.
     pub async fn spawn_with(backend: Backend, overrides: &[(&str, &str)]) -> TestApp {
-        TestApp::spawn_full(backend, overrides, None, None).await
+        TestApp::spawn_full(backend, overrides, None, None, false).await
+    }
+
+    /// A server for a browser: its `APP_BASE_URL` is `http://localhost:<its port>`, so the
+    /// pages' own origin is the one a browser sends (their POSTs' `Origin` is checked
+    /// against it), emailed links open on it, and its `__Host-` cookies (Secure) are kept
+    /// by Chromium, which counts `http://localhost` as secure.
+    pub async fn spawn_for_browser(backend: Backend) -> TestApp {
+        TestApp::spawn_for_browser_with(backend, &[]).await
+    }
+
+    /// [`spawn_for_browser`](Self::spawn_for_browser) with `overrides` on top of the test
+    /// defaults.
+    pub async fn spawn_for_browser_with(backend: Backend, overrides: &[(&str, &str)]) -> TestApp {
+        TestApp::spawn_full(backend, overrides, None, None, true).await
     }
 
     /// A DynamoDB-backed server whose DynamoDB client talks to `dynamodb_endpoint` (a
     /// fault relay in front of DynamoDB Local).
     pub async fn spawn_storing_through(dynamodb_endpoint: &str) -> TestApp {
-        TestApp::spawn_full(Backend::DynamoDb, &[], None, Some(dynamodb_endpoint)).await
+        TestApp::spawn_full(Backend::DynamoDb, &[], None, Some(dynamodb_endpoint), false).await
     }
 
     /// A DynamoDB-backed server whose SES client talks to `ses_endpoint` (a fault relay in
     /// front of the emulator) instead of the emulator itself.
     pub async fn spawn_mailing_through(ses_endpoint: &str) -> TestApp {
-        TestApp::spawn_full(Backend::DynamoDb, &[], Some(ses_endpoint), None).await
+        TestApp::spawn_full(Backend::DynamoDb, &[], Some(ses_endpoint), None, false).await
     }
 
+    /// Starts a server; with `for_browser`, its `APP_BASE_URL` is
+    /// `http://localhost:<port>` (the port is bound first), else [`BASE_URL`].
     async fn spawn_full(
         backend: Backend,
         overrides: &[(&str, &str)],
         ses_endpoint: Option<&str>,
         dynamodb_endpoint: Option<&str>,
+        for_browser: bool,
     ) -> TestApp {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind a free port");
+        let port = listener.local_addr().expect("local address").port();
+        let address = format!("http://127.0.0.1:{port}");
+        let base_url = if for_browser {
+            format!("http://localhost:{port}")
+        } else {
+            BASE_URL.to_owned()
+        };
+        let mut overrides = overrides.to_vec();
+        if for_browser {
+            overrides.insert(0, ("APP_BASE_URL", base_url.as_str()));
+        }
         let table = format!("test-{}", uuid::Uuid::new_v4().simple());
-        let config = test_config(&table, overrides);
+        let config = test_config(&table, &overrides);
         let clock = test_clock();
         let started_at = epoch_seconds();
         #[allow(clippy::type_complexity)]
@@ -305,10 +382,6 @@ impl TestApp {
             }
         };
         let app = App::new(config, store, mailer, clock.clone()).expect("build the app");
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind a free port");
-        let address = format!("http://{}", listener.local_addr().expect("local address"));
         let violations = contract::Violations::default();
         let recorder = violations.clone();
         let server = dev_server::Server {
@@ -331,6 +404,7 @@ impl TestApp {
         tokio::spawn(dev_server::serve(listener, server));
         TestApp {
             address,
+            base_url,
             http: reqwest::Client::builder()
                 .redirect(reqwest::redirect::Policy::none())
                 .build()
@@ -371,12 +445,32 @@ impl TestApp {
     }
 
     /// POSTs `pairs` as an `application/x-www-form-urlencoded` form, as a browser submits
-    /// the local server's pages.
+    /// a page of the product: with the CSRF token of a page it opened first (the
+    /// `__Host-csrf` cookie, and the same token as the form's `csrf` field) and the site's
+    /// own `Origin`.
     pub async fn post_form(&self, path: &str, pairs: &[(&str, &str)]) -> reqwest::Response {
+        let opened = self.get(path).await;
+        let csrf = opened
+            .headers()
+            .get_all(reqwest::header::SET_COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .find_map(|line| line.strip_prefix("__Host-csrf="))
+            .and_then(|rest| rest.split(';').next())
+            .map(str::to_owned)
+            .expect("the page sets a __Host-csrf cookie");
+        let mut pairs = pairs.to_vec();
+        pairs.push(("csrf", &csrf));
+        let origin = url::Url::parse(&self.base_url)
+            .map(|url| url.origin().ascii_serialization())
+            .unwrap_or_default();
         self.http
             .post(format!("{}{path}", self.address))
             .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
-            .body(form_urlencoded(pairs))
+            .header(reqwest::header::COOKIE, format!("__Host-csrf={csrf}"))
+            .header("origin", origin)
+            .header("sec-fetch-site", "same-origin")
+            .body(form_urlencoded(&pairs))
             .send()
             .await
             .expect("the form is sent")
@@ -502,7 +596,7 @@ impl TestApp {
     pub async fn verification_token(&self, email: &str) -> String {
         self.last_mail_to(email)
             .await
-            .and_then(|m| m.link_token("/verify-email"))
+            .and_then(|m| m.link_token_at(&self.base_url, "/verify-email"))
             .expect("a verification link")
     }
 }
@@ -572,7 +666,7 @@ impl TestApp {
         self.mail_to(address)
             .await
             .into_iter()
-            .filter(|m| m.link_token(path).is_some())
+            .filter(|m| m.link_token_at(&self.base_url, path).is_some())
             .collect()
     }
 
@@ -581,7 +675,7 @@ impl TestApp {
         self.mail_to(address)
             .await
             .iter()
-            .find_map(|m| m.link_token(path))
+            .find_map(|m| m.link_token_at(&self.base_url, path))
             .unwrap_or_else(|| panic!("no {path} link was mailed to {address}"))
     }
 }

@@ -3,7 +3,7 @@
 //! typed login, username or password, and no IP address of a rate limit.
 
 use std::io::Write as _;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::Arc;
 
 use accounts::app::App;
 use accounts::clock::ManualClock;
@@ -13,42 +13,11 @@ use accounts::mail::ses::SesMailer;
 use accounts::store::Store;
 use accounts::store::dynamo::DynamoStore;
 use accounts::store::memory::MemoryStore;
-use api_tests::{Backend, required_env, test_config};
+use api_tests::{Backend, captured_logs, required_env, test_config};
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method};
 use lambda_http::RequestExt as _;
 use serde_json::json;
-
-/// Every log line written in this test binary.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Captured {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-fn logs() -> &'static Captured {
-    static LOGS: OnceLock<Captured> = OnceLock::new();
-    LOGS.get_or_init(|| {
-        let captured = Captured::default();
-        let writer = captured.clone();
-        accounts::telemetry::init_to(true, move || writer.clone());
-        captured
-    })
-}
-
-fn text_of(captured: &Captured) -> String {
-    String::from_utf8_lossy(&captured.0.lock().unwrap_or_else(|e| e.into_inner())).into_owned()
-}
 
 /// An app whose calls fail: on DynamoDB every store call (a table that does not exist);
 /// on the embedded store (which cannot fail) every mail, sent through the SES client to a
@@ -117,7 +86,7 @@ fn assert_clean(text: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failing_store_calls_log_no_personal_data() {
-    let captured = logs();
+    let captured = captured_logs::captured();
     let app = failing_app(Backend::DynamoDb).await;
     let statuses = [
         call(&app, "/v1/login", json!({ "login": "very.private.person@example.com", "password": "quiet-wombat-7731" })).await,
@@ -133,7 +102,7 @@ async fn failing_store_calls_log_no_personal_data() {
         "every call fails: {statuses:?}"
     );
     std::io::stdout().flush().ok();
-    let text = text_of(captured);
+    let text = captured.text();
     assert_clean(&text);
     // What is kept: the kind of item and the domain, so the line still says what failed.
     assert!(text.contains("EMAIL#…@example.com"), "{text}");
@@ -142,7 +111,7 @@ async fn failing_store_calls_log_no_personal_data() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failing_mail_sends_log_no_address() {
-    let captured = logs();
+    let captured = captured_logs::captured();
     let app = failing_app(Backend::Memory).await;
     // The send fails (SES itself would name a refused recipient in its message; that
     // text is cut to the domain, see `accounts::redact`): the signup still answers 202.
@@ -153,14 +122,14 @@ async fn failing_mail_sends_log_no_address() {
     )
     .await;
     assert_eq!(status, 202);
-    let text = text_of(captured);
+    let text = captured.text();
     assert!(text.contains("an email could not be sent"), "{text}");
     assert_clean(&text);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_line_logged_in_an_invocation_has_its_message_on_top_and_both_request_ids() {
-    let captured = logs();
+    let captured = captured_logs::captured();
     let app = failing_app(Backend::DynamoDb).await;
     let path = format!(
         "{}/fixtures/apigw-v2-signup.json",
@@ -181,7 +150,8 @@ async fn a_line_logged_in_an_invocation_has_its_message_on_top_and_both_request_
         .await;
 
     assert_eq!(response.status(), 500, "the table does not exist");
-    let lines: Vec<serde_json::Value> = text_of(captured)
+    let lines: Vec<serde_json::Value> = captured
+        .text()
         .lines()
         .filter(|line| line.contains("lambda-request-of-the-log-test"))
         .map(|line| serde_json::from_str(line).expect("a JSON line"))

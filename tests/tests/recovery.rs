@@ -12,10 +12,10 @@ use std::time::{Duration, Instant};
 
 use api_tests::assert::{json_status, ok_tokens, problem, rate_limited};
 use api_tests::{
-    BASE_URL, Backend, Mail, PASSWORD, TestApp, Tokens, WRONG_PASSWORD, body, header,
-    on_both_backends, on_both_backends_with, unique_email, unique_username,
+    BASE_URL, Mail, PASSWORD, TestApp, Tokens, WRONG_PASSWORD, body, header, on_both_backends,
+    on_both_backends_with, unique_email, unique_username,
 };
-use reqwest::header::{CONTENT_TYPE, USER_AGENT};
+use reqwest::header::USER_AGENT;
 use serde_json::{Value, json};
 
 const MINUTE: i64 = 60;
@@ -982,111 +982,79 @@ on_both_backends! {
 }
 
 // ---------------------------------------------------------------------------------
-// The local server's pages (memory backend)
+// The pages the links open (docs/web-pages.md), as a browser sends their forms
 // ---------------------------------------------------------------------------------
 
-/// Asserts an HTML page with this status and returns its text.
-async fn html_page(response: reqwest::Response, status: u16) -> String {
-    let actual = response.status();
-    let content_type = header(&response, CONTENT_TYPE.as_str()).unwrap_or_default();
-    let text = response.text().await.expect("a page");
-    assert_eq!(actual, status, "{text}");
-    assert!(content_type.starts_with("text/html"), "{content_type}");
-    text
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_reset_page_shows_a_form_and_only_its_post_spends_the_link() {
-    let app = TestApp::spawn(Backend::Memory).await;
-    let email = app.verified_account().await;
-    let token = ask_for_reset(&app, &email, &email).await;
-    // A mail scanner may fetch the link any number of times.
-    for _ in 0..2 {
-        let page = html_page(app.get(&format!("{RESET_PAGE}?token={token}")).await, 200).await;
-        assert!(
-            page.contains("<form method=\"post\" action=\"/reset-password\">"),
-            "{page}"
-        );
-        assert!(page.contains(&format!("value=\"{token}\"")), "{page}");
-        assert!(page.contains("name=\"new_password\""), "{page}");
+on_both_backends! {
+    async fn the_reset_page_spends_nothing_when_opened_and_its_form_works_once(app) {
+        let email = app.verified_account().await;
+        let token = ask_for_reset(&app, &email, &email).await;
+        let page = format!("{RESET_PAGE}?token={token}");
+        // A mail scanner may fetch the link any number of times.
+        for _ in 0..2 {
+            let opened = app.get(&page).await;
+            assert_eq!(opened.status(), 200);
+            let html = opened.text().await.expect("a page");
+            assert!(html.contains(&format!("name=\"token\" value=\"{token}\"")), "{html}");
+        }
+        logs_in(&app, &email, PASSWORD).await;
+        let pairs = [
+            ("token", token.as_str()),
+            ("new_password", NEW_PASSWORD),
+            ("confirm_password", NEW_PASSWORD),
+        ];
+        let done = app.post_form(&page, &pairs).await;
+        assert_eq!(done.status(), 303);
+        assert_eq!(header(&done, "location").as_deref(), Some("/login?notice=password_reset"));
+        logs_in(&app, &email, NEW_PASSWORD).await;
+        // The form cannot be sent twice.
+        let again = app.post_form(&page, &pairs).await;
+        assert_eq!(again.status(), 400);
+        let html = again.text().await.expect("a page");
+        assert!(html.contains("This link no longer works"), "{html}");
+        assert_eq!(app.mails_with_subject(&email, "Your password was reset").await.len(), 1);
     }
-    let page = html_page(
-        app.post_form(
-            RESET_PAGE,
-            &[("token", &token), ("new_password", NEW_PASSWORD)],
-        )
-        .await,
-        200,
-    )
-    .await;
-    assert!(page.contains("class=\"ok\""), "{page}");
-    logs_in(&app, &email, NEW_PASSWORD).await;
-    // The button cannot be pressed twice.
-    let page = html_page(
-        app.post_form(
-            RESET_PAGE,
-            &[("token", &token), ("new_password", "yet-another-pass-9")],
-        )
-        .await,
-        400,
-    )
-    .await;
-    assert!(page.contains("invalid_token"), "{page}");
-    assert_eq!(
-        app.mails_with_subject(&email, "Your password was reset")
-            .await
-            .len(),
-        1
-    );
-}
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_reset_page_without_a_token_says_so() {
-    let app = TestApp::spawn(Backend::Memory).await;
-    let page = html_page(app.get(RESET_PAGE).await, 200).await;
-    assert!(!page.contains("<form"), "{page}");
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_question_reset_page_lists_the_questions_and_its_post_resets() {
-    let app = TestApp::spawn(Backend::Memory).await;
-    let (email, _) = account_with_question(&app).await;
-    let token = ask_for_question_reset(&app, &email).await;
-    let page = html_page(
-        app.get(&format!("{QUESTION_PAGE}?token={token}")).await,
-        200,
-    )
-    .await;
-    assert!(page.contains(&format!("value=\"{token}\"")), "{page}");
-    let questions = body(app.security_questions().await).await;
-    for question in questions.as_array().expect("a list") {
-        let id = question["id"].as_str().expect("an id");
-        assert!(
-            page.contains(&format!("<option value=\"{id}\">")),
-            "{id} missing"
-        );
-        let text = question["text"].as_str().expect("a text");
-        assert!(page.contains(text), "{text} missing");
+    async fn a_link_page_opened_without_its_token_says_so_and_offers_no_form(app) {
+        for (page, again) in [
+            ("/verify-email", "/check-email"),
+            (RESET_PAGE, "/forgot-password"),
+            (QUESTION_PAGE, "/forgot-security-answer"),
+        ] {
+            let opened = app.get(page).await;
+            assert_eq!(opened.status(), 200, "{page}");
+            let html = opened.text().await.expect("a page");
+            assert!(html.contains("This link is incomplete"), "{page}: {html}");
+            assert!(!html.contains("<form"), "{page}: {html}");
+            assert!(html.contains(&format!("href=\"{again}\"")), "{page}: {html}");
+        }
     }
-    let page = html_page(
-        app.post_form(
-            QUESTION_PAGE,
-            &[
+
+    async fn the_question_reset_page_lists_every_question_and_its_form_resets(app) {
+        let (email, _) = account_with_question(&app).await;
+        let token = ask_for_question_reset(&app, &email).await;
+        let page = format!("{QUESTION_PAGE}?token={token}");
+        let html = app.get(&page).await.text().await.expect("a page");
+        for question in body(app.security_questions().await).await.as_array().expect("a list") {
+            let id = question["id"].as_str().expect("an id");
+            assert!(html.contains(&format!("<option value=\"{id}\"")), "{id} missing");
+            assert!(html.contains(question["text"].as_str().expect("a text")));
+        }
+        let done = app
+            .post_form(&page, &[
                 ("token", &token),
                 ("password", PASSWORD),
                 ("question_id", OTHER_QUESTION),
                 ("answer", OTHER_ANSWER),
-            ],
+            ])
+            .await;
+        assert_eq!(done.status(), 303);
+        assert_eq!(header(&done, "location").as_deref(), Some("/login?notice=question_reset"));
+        problem(
+            reset_question(&app, &token, PASSWORD, QUESTION, "Another Answer").await,
+            400,
+            "invalid_token",
         )
-        .await,
-        200,
-    )
-    .await;
-    assert!(page.contains("class=\"ok\""), "{page}");
-    problem(
-        reset_question(&app, &token, PASSWORD, QUESTION, "Another Answer").await,
-        400,
-        "invalid_token",
-    )
-    .await;
+        .await;
+    }
 }

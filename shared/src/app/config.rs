@@ -54,6 +54,9 @@ pub struct Config {
     /// CloudFront's `CloudFront-Viewer-Address` instead of API Gateway's source IP (which
     /// is then a CloudFront edge).
     pub origin_verify_secret: Option<Secret>,
+    /// The origins (`https://host[:port]`) besides `APP_BASE_URL`'s that a login's
+    /// `return_to` may send the browser to (`WEB_RETURN_TO_ORIGINS`, comma-separated).
+    pub web_return_to_origins: Vec<String>,
 }
 
 /// How long sessions and access tokens live, in seconds.
@@ -233,6 +236,10 @@ impl Config {
                 .push("UNVERIFIED_ACCOUNT_MAX_AGE_DAYS must be at least 1".into());
         }
         let origin_verify_secret = env.optional("ORIGIN_VERIFY_SECRET").map(Secret::new);
+        let web_return_to_origins = env
+            .optional("WEB_RETURN_TO_ORIGINS")
+            .map(|list| return_to_origins(&list, &mut env.problems))
+            .unwrap_or_default();
         let jwt_signing_key = env.optional("JWT_SIGNING_KEY").map(Secret::new);
         let jwt_previous_signing_key = env.optional("JWT_PREVIOUS_SIGNING_KEY").map(Secret::new);
         let jwt_verification_keys = env.optional("JWT_VERIFICATION_KEYS");
@@ -269,11 +276,32 @@ impl Config {
                 totp_issuer,
                 unverified_account_max_age_days,
                 origin_verify_secret,
+                web_return_to_origins,
             })
         } else {
             Err(ConfigError(env.problems))
         }
     }
+}
+
+/// The origins of `WEB_RETURN_TO_ORIGINS`, each as the browser serialises it (so that
+/// `https://Example.com:443/` matches the `https://example.com` a URL has).
+fn return_to_origins(list: &str, problems: &mut Vec<String>) -> Vec<String> {
+    list.split(',')
+        .map(str::trim)
+        .filter(|item| !item.is_empty())
+        .filter_map(|item| match url::Url::parse(item) {
+            Ok(url) if matches!(url.scheme(), "https" | "http") && url.path() == "/" => {
+                Some(url.origin().ascii_serialization())
+            }
+            _ => {
+                problems.push(format!(
+                    "WEB_RETURN_TO_ORIGINS holds {item:?}, which is not an origin like https://example.com"
+                ));
+                None
+            }
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -329,6 +357,21 @@ mod tests {
         let mut vars = MINIMAL.to_vec();
         vars.push(("ARGON2_MEMORY_KIB", "4096"));
         assert!(config(&vars).unwrap_err().to_string().contains("ARGON2"));
+    }
+
+    #[test]
+    fn return_to_origins_are_origins_only() {
+        let mut problems = Vec::new();
+        assert_eq!(
+            return_to_origins(
+                " https://Market.example:443/ , http://localhost:4000",
+                &mut problems
+            ),
+            ["https://market.example", "http://localhost:4000"]
+        );
+        assert!(problems.is_empty());
+        return_to_origins("https://market.example/jobs,ftp://x", &mut problems);
+        assert_eq!(problems.len(), 2);
     }
 
     #[test]

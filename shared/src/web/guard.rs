@@ -40,11 +40,18 @@ pub fn origin_of(base: &BaseUrl) -> String {
 /// form post and `Sec-Fetch-Site` with every request, and both name the other site for a
 /// form on another site. A missing header is not proof of anything (the CSRF token is
 /// what is required); a foreign one is proof enough to refuse.
+///
+/// `Origin: null` is what Chromium sends for a same-origin form post from a page served
+/// with `Referrer-Policy: no-referrer` (every page here); it is taken only together with
+/// `Sec-Fetch-Site: same-origin`, which the browser itself sets and no page can forge. A
+/// `null` from a sandboxed frame or a `data:` page comes with `cross-site` and is refused.
 pub fn same_origin_post(headers: &HeaderMap, own_origin: &str) -> bool {
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-    let origin_ok = header("origin").is_none_or(|origin| origin == own_origin);
-    let site_ok =
-        header("sec-fetch-site").is_none_or(|site| matches!(site, "same-origin" | "none"));
+    let site = header("sec-fetch-site");
+    let origin_ok = header("origin").is_none_or(|origin| {
+        origin == own_origin || (origin == "null" && site == Some("same-origin"))
+    });
+    let site_ok = site.is_none_or(|site| matches!(site, "same-origin" | "none"));
     origin_ok && site_ok
 }
 
@@ -115,11 +122,23 @@ mod tests {
         ));
         assert!(!same_origin_post(&headers(&[("origin", "null")]), OWN));
         assert!(!same_origin_post(
+            &headers(&[("origin", "null"), ("sec-fetch-site", "cross-site")]),
+            OWN
+        ));
+        assert!(!same_origin_post(
             &headers(&[("origin", OWN), ("sec-fetch-site", "cross-site")]),
             OWN
         ));
         assert!(!same_origin_post(
             &headers(&[("sec-fetch-site", "same-site")]),
+            OWN
+        ));
+    }
+
+    #[test]
+    fn a_post_chromium_sends_from_a_no_referrer_page_of_the_site_is_accepted() {
+        assert!(same_origin_post(
+            &headers(&[("origin", "null"), ("sec-fetch-site", "same-origin")]),
             OWN
         ));
     }
