@@ -1036,3 +1036,48 @@ fn the_form_reader_finds_the_action_and_hidden_fields_of_the_form_holding_a_fiel
     assert_eq!(form.hidden, vec![("csrf".to_owned(), "a/b\"c".to_owned())]);
     assert!(Form::holding(html, "password").is_none());
 }
+
+// ---------------------------------------------------------------------------------
+// Settings actions that cannot be done
+// ---------------------------------------------------------------------------------
+
+/// The `sid` claim of a signed-in client's access token.
+fn session_id_of(web: &Web<'_>) -> String {
+    use base64::Engine as _;
+    let token = web.jar.get("__Host-access").expect("signed in");
+    let payload = token.split('.').nth(1).expect("a JWT");
+    let claims: serde_json::Value = serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload)
+            .expect("base64url"),
+    )
+    .expect("JSON claims");
+    claims["sid"].as_str().expect("a sid").to_owned()
+}
+
+on_both_backends_in_browser! {
+    &[];
+    async fn signing_out_a_device_that_already_left_says_so_in_words(app) {
+        let email = app.verified_account().await;
+        let mut laptop = Web::new(&app);
+        let mut phone = Web::new(&app);
+        laptop.log_in(&email, false).await;
+        phone.log_in(&email, false).await;
+        let gone = session_id_of(&phone);
+        let out = phone.post("/logout", &[("csrf", &phone.csrf())], Via::OwnPage).await;
+        assert_eq!(out.status, 303);
+
+        let answer = laptop
+            .post(
+                "/account/security/sessions/revoke",
+                &[("session_id", &gone), ("csrf", &laptop.csrf())],
+                Via::OwnPage,
+            )
+            .await;
+        assert_eq!(answer.status, 404, "{}", answer.body);
+        assert!(answer.body.contains("That device was already signed out."), "{}", answer.body);
+        assert!(answer.body.contains("role=\"alert\""), "{}", answer.body);
+        // The laptop is still signed in.
+        assert_eq!(laptop.get(SETTINGS).await.status, 200);
+    }
+}

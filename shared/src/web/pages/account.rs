@@ -46,6 +46,8 @@ struct Settings {
     h1: String,
     notice: Option<String>,
     errors: Vec<ErrorLink>,
+    /// What went wrong when no field is to blame (a device already signed out).
+    problem: Option<String>,
     email: String,
     email_state: &'static str,
     delivery_problem: Option<&'static str>,
@@ -346,6 +348,7 @@ async fn settings_page(
         h1: "Security settings".to_owned(),
         notice: notice(visit),
         errors: Vec::new(),
+        problem: None,
         email: account["email"].as_str().unwrap_or_default().to_owned(),
         email_state: if verified {
             "confirmed"
@@ -377,6 +380,9 @@ async fn settings_page(
     let mut forms: Vec<Form> = vec![page.password_form.clone(), page.question_form.clone()];
     forms.extend(page.two_step_forms.iter().cloned());
     page.errors = summary(&forms);
+    if page.errors.is_empty() {
+        page.problem = mistake.map(|m| m.message.clone());
+    }
     Answer::page(status, &page).with_cookies(session.cookies.clone())
 }
 
@@ -428,6 +434,11 @@ fn password_mistake(form: &'static str, answer: &ApiAnswer) -> Mistake {
             Mistake::new(form, "current_password", "That password is not right.")
         }
         "invalid_code" => Mistake::new(form, "code", "That code is not right."),
+        "stronger_factor_required" => Mistake::new(
+            form,
+            "current_password",
+            "This needs a stronger second step than the security question: log out, then log in again with your authenticator app or a backup code.",
+        ),
         _ => Mistake::new(form, "current_password", "Check this field."),
     }
 }
@@ -507,12 +518,13 @@ pub async fn revoke_session(visit: &Visit<'_>) -> Answer {
         visit,
         Call::get(path).with_method(Method::DELETE),
         "signed_out_device",
-        |_| {
-            Mistake::new(
-                "devices",
-                "session_id",
-                "That device could not be signed out.",
-            )
+        |answer| {
+            let words = if answer.code() == "not_found" {
+                "That device was already signed out."
+            } else {
+                "That device could not be signed out."
+            };
+            Mistake::new("devices", "session_id", words)
         },
     )
     .await
