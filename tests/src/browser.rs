@@ -612,6 +612,33 @@ impl Browser {
         self.the_displayed(all, &format!("field {name:?}")).await
     }
 
+    /// Sends `keys` to whatever has the focus, as a person at the keyboard would
+    /// (`fantoccini::key::Key` values, such as `Key::Tab`, written as `char`s, or text).
+    pub async fn press(&self, keys: &str) {
+        let at = self.here().await;
+        let focused = self
+            .client
+            .active_element()
+            .await
+            .unwrap_or_else(|e| panic!("{}", failed("finding the focus", &at, e)));
+        focused
+            .send_keys(keys)
+            .await
+            .unwrap_or_else(|e| panic!("{}", failed("pressing keys", &at, e)));
+    }
+
+    /// The `id` of the element that has the focus (empty for none).
+    pub async fn focused_id(&self) -> String {
+        self.run(
+            "return document.activeElement ? document.activeElement.id : ''",
+            vec![],
+        )
+        .await
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+    }
+
     /// Types `value` into the visible field named `name` (after clearing it).
     pub async fn fill(&self, name: &str, value: &str) {
         self.fill_in("html", name, value).await;

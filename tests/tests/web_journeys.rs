@@ -530,6 +530,38 @@ on_both_backends_in_browser! {
         remembered.close().await;
     }
 
+    async fn a_person_logs_in_with_the_keyboard_alone_and_sees_where_the_focus_is(app) {
+        use fantoccini::key::Key;
+        let email = app.verified_account().await;
+        let browser = Browser::open(&app).await;
+        browser.goto("/login").await;
+        let tab = char::from(Key::Tab).to_string();
+        // The first stop is the link that skips to the content.
+        browser.press(&tab).await;
+        let first = browser
+            .run("return document.activeElement.getAttribute('href')", vec![])
+            .await;
+        assert_eq!(first, json!("#main"), "the first Tab stop is the skip link");
+        // Tab reaches each field, and the focus can be seen.
+        for (id, value) in [("login", email.as_str()), ("password", PASSWORD)] {
+            let mut presses = 0;
+            while browser.focused_id().await != id {
+                presses += 1;
+                assert!(presses < 10, "Tab never reached #{id}");
+                browser.press(&tab).await;
+            }
+            let outline = browser
+                .run("return getComputedStyle(document.activeElement).outlineStyle", vec![])
+                .await;
+            assert_ne!(outline, json!("none"), "#{id} shows no focus outline");
+            browser.press(value).await;
+        }
+        // Enter in the password field sends the form.
+        browser.press(&char::from(Key::Enter).to_string()).await;
+        assert_at(&browser, SETTINGS).await;
+        browser.close().await;
+    }
+
     async fn a_wrong_password_is_explained_on_the_login_page(app) {
         let email = app.verified_account().await;
         let browser = Browser::open(&app).await;
