@@ -34,16 +34,8 @@ fi
 # --- browser (tests/tests/web_journeys.rs) ----------------------------------------------------
 # Debian's Chromium and its matching chromedriver; browser downloads (selenium-manager,
 # playwright) do not work on these machines. The browser tests fail (never skip) without them.
-as_root() {
-  if [ "$(id -u)" -eq 0 ]; then
-    "$@"
-  elif command -v sudo >/dev/null 2>&1; then
-    sudo "$@"
-  else
-    echo "test.sh: need root (or sudo) to run: $*" >&2
-    exit 1
-  fi
-}
+# shellcheck source=scripts/as-root.sh
+source "$(dirname "${BASH_SOURCE[0]}")/as-root.sh"
 if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then
   step "installing chromium and chromium-driver with apt-get"
   command -v apt-get >/dev/null 2>&1 || { echo "test.sh: chromium is missing and apt-get is unavailable" >&2; exit 1; }

@@ -404,6 +404,20 @@ pub async fn settings(visit: &Visit<'_>) -> Answer {
     }
 }
 
+/// Sends `call` on behalf of the signed-in visitor. `Err` is the answer that ends the
+/// step there: the login page without a session, the 429 or 5xx page.
+async fn signed_in_call(
+    visit: &Visit<'_>,
+    call: Call<'_>,
+) -> Result<(SignedIn, ApiAnswer), Answer> {
+    let session = require_session(visit).await?;
+    let answer = visit.call(call.signed_in(&session.access_token)).await;
+    if let Some(stopped) = unless_stopped(&answer) {
+        return Err(stopped);
+    }
+    Ok((session, answer))
+}
+
 /// Runs a settings action: the call, then a redirect with `notice` on success, the page
 /// with the mistake `refused` names otherwise.
 async fn act(
@@ -412,17 +426,13 @@ async fn act(
     notice: &str,
     refused: impl FnOnce(&ApiAnswer) -> Mistake,
 ) -> Answer {
-    let session = match require_session(visit).await {
-        Ok(session) => session,
-        Err(answer) => return answer,
+    let (session, answer) = match signed_in_call(visit, call).await {
+        Ok(done) => done,
+        Err(stopped) => return stopped,
     };
-    let answer = visit.call(call.signed_in(&session.access_token)).await;
     if answer.is_success() {
         return Answer::redirect(&format!("/account/security?notice={notice}"))
             .with_cookies(session.cookies);
-    }
-    if let Some(stopped) = unless_stopped(&answer) {
-        return stopped;
     }
     let mistake = refused(&answer);
     settings_page(visit, &session, Some(mistake), answer.status).await
@@ -576,22 +586,14 @@ fn grouped(secret: &str) -> String {
 }
 
 pub async fn totp_setup(visit: &Visit<'_>) -> Answer {
-    let session = match require_session(visit).await {
-        Ok(session) => session,
-        Err(answer) => return answer,
+    let call = Call::post(
+        "/v1/2fa/totp/setup",
+        json!({ "current_password": visit.posted.value("current_password") }),
+    );
+    let (session, answer) = match signed_in_call(visit, call).await {
+        Ok(done) => done,
+        Err(stopped) => return stopped,
     };
-    let answer = visit
-        .call(
-            Call::post(
-                "/v1/2fa/totp/setup",
-                json!({ "current_password": visit.posted.value("current_password") }),
-            )
-            .signed_in(&session.access_token),
-        )
-        .await;
-    if let Some(stopped) = unless_stopped(&answer) {
-        return stopped;
-    }
     if !answer.is_success() {
         let mistake = password_mistake("totp", &answer);
         return settings_page(visit, &session, Some(mistake), answer.status).await;
@@ -635,22 +637,14 @@ fn backup_codes_page(answer: &ApiAnswer, h1: &str, notice: &str) -> BackupCodes 
 }
 
 pub async fn totp_confirm(visit: &Visit<'_>) -> Answer {
-    let session = match require_session(visit).await {
-        Ok(session) => session,
-        Err(answer) => return answer,
+    let call = Call::post(
+        "/v1/2fa/totp/confirm",
+        json!({ "code": visit.posted.trimmed("code") }),
+    );
+    let (session, answer) = match signed_in_call(visit, call).await {
+        Ok(done) => done,
+        Err(stopped) => return stopped,
     };
-    let answer = visit
-        .call(
-            Call::post(
-                "/v1/2fa/totp/confirm",
-                json!({ "code": visit.posted.trimmed("code") }),
-            )
-            .signed_in(&session.access_token),
-        )
-        .await;
-    if let Some(stopped) = unless_stopped(&answer) {
-        return stopped;
-    }
     if !answer.is_success() {
         let confirm = totp_confirm_form(
             visit,
@@ -674,22 +668,14 @@ pub async fn totp_confirm(visit: &Visit<'_>) -> Answer {
 }
 
 pub async fn backup_codes(visit: &Visit<'_>) -> Answer {
-    let session = match require_session(visit).await {
-        Ok(session) => session,
-        Err(answer) => return answer,
+    let call = Call::post(
+        "/v1/2fa/backup-codes",
+        json!({ "current_password": visit.posted.value("current_password") }),
+    );
+    let (session, answer) = match signed_in_call(visit, call).await {
+        Ok(done) => done,
+        Err(stopped) => return stopped,
     };
-    let answer = visit
-        .call(
-            Call::post(
-                "/v1/2fa/backup-codes",
-                json!({ "current_password": visit.posted.value("current_password") }),
-            )
-            .signed_in(&session.access_token),
-        )
-        .await;
-    if let Some(stopped) = unless_stopped(&answer) {
-        return stopped;
-    }
     if !answer.is_success() {
         let mistake = password_mistake("codes", &answer);
         return settings_page(visit, &session, Some(mistake), answer.status).await;

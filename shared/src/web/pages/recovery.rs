@@ -127,6 +127,18 @@ fn mfa_of(visit: &Visit<'_>) -> Option<Value> {
     Some(json!({ "method": method, "code": code }))
 }
 
+/// The words for a reset's second factor that is missing or wrong, if `code` says so.
+fn second_factor_error(code: &str) -> Option<String> {
+    let words = match code {
+        "mfa_required" => {
+            "Your account has two-step verification: enter a code from your authenticator app or a backup code."
+        }
+        "invalid_code" => "That code is not right.",
+        _ => return None,
+    };
+    Some(words.to_owned())
+}
+
 /// The page of a link that no longer works.
 fn dead_link(again: &str) -> Answer {
     Page::new("This link no longer works")
@@ -198,12 +210,8 @@ pub async fn reset_password_submit(visit: &Visit<'_>) -> Answer {
     }
     let errors = match answer.code() {
         "invalid_token" | "token_expired" => return dead_link("/forgot-password"),
-        "mfa_required" => ResetErrors {
-            mfa_code: Some("Your account has two-step verification: enter a code from your authenticator app or a backup code.".to_owned()),
-            ..ResetErrors::default()
-        },
-        "invalid_code" => ResetErrors {
-            mfa_code: Some("That code is not right.".to_owned()),
+        code if second_factor_error(code).is_some() => ResetErrors {
+            mfa_code: second_factor_error(code),
             ..ResetErrors::default()
         },
         _ => ResetErrors {
@@ -303,12 +311,8 @@ pub async fn reset_question_submit(visit: &Visit<'_>) -> Answer {
     }
     let errors = match answer.code() {
         "invalid_token" | "token_expired" => return dead_link("/forgot-security-answer"),
-        "mfa_required" => QuestionErrors {
-            mfa_code: Some("Your account has two-step verification: enter a code from your authenticator app or a backup code.".to_owned()),
-            ..QuestionErrors::default()
-        },
-        "invalid_code" => QuestionErrors {
-            mfa_code: Some("That code is not right.".to_owned()),
+        code if second_factor_error(code).is_some() => QuestionErrors {
+            mfa_code: second_factor_error(code),
             ..QuestionErrors::default()
         },
         "invalid_credentials" => QuestionErrors {
