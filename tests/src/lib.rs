@@ -9,6 +9,7 @@ pub mod browser;
 pub mod captured_logs;
 pub mod contract;
 pub mod fault_relay;
+pub mod oidc;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

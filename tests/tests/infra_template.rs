@@ -586,8 +586,12 @@ fn the_template_environment_is_a_valid_configuration() {
         let mut environment = globals.clone();
         environment.extend(function.own_environment());
         // A literal value is used as is; a reference stands for a valid deployment value.
+        // A secret read from SSM at cold start stands in for its variable when the
+        // variable's `_PARAMETER` is set.
         let value_of = |name: &str| -> Option<String> {
-            let value = environment.get(name)?;
+            let value = environment
+                .get(name)
+                .or_else(|| environment.get(&format!("{name}_PARAMETER")))?;
             Some(match value {
                 Json::String(literal) => literal.clone(),
                 _ if name.ends_with("_URL") => "https://app.example.com".to_owned(),
@@ -848,6 +852,11 @@ impl Deployment {
             if needs.totp_key {
                 keys.push(("TOTP_ENCRYPTION_KEY", totp_key.as_str()));
             }
+            // Google and Apple (the local providers) for the function that signs in with
+            // them, as the template configures it.
+            if name == "login" {
+                keys.extend(api_tests::oidc::overrides().iter().copied());
+            }
             let config = Config::from_lookup(|key| {
                 settings
                     .iter()
@@ -897,22 +906,7 @@ impl Deployment {
         bearer: Option<&str>,
         body: Option<Json>,
     ) -> Answer {
-        let (path, query) = match target.split_once('?') {
-            Some((path, query)) => (path, Some(query.to_owned())),
-            None => (target, None),
-        };
-        let (endpoint, _) = routes::resolve(&method, path)
-            .unwrap_or_else(|_| panic!("{method} {path} is not a route"));
-        let function = endpoint.function();
-        self.covered
-            .lock()
-            .expect("the coverage")
-            .insert(format!("{endpoint:?}"));
         let mut headers = HeaderMap::new();
-        headers.insert(
-            header::USER_AGENT,
-            HeaderValue::from_static("infra-cross-check/1"),
-        );
         if let Some(token) = bearer {
             headers.insert(
                 header::AUTHORIZATION,
@@ -929,6 +923,32 @@ impl Deployment {
             }
             None => Bytes::new(),
         };
+        self.call_raw(method, target, headers, body).await
+    }
+
+    /// Sends one request with these headers and body to the function that owns its route.
+    async fn call_raw(
+        &self,
+        method: Method,
+        target: &str,
+        mut headers: HeaderMap,
+        body: Bytes,
+    ) -> Answer {
+        let (path, query) = match target.split_once('?') {
+            Some((path, query)) => (path, Some(query.to_owned())),
+            None => (target, None),
+        };
+        let (endpoint, _) = routes::resolve(&method, path)
+            .unwrap_or_else(|_| panic!("{method} {path} is not a route"));
+        let function = endpoint.function();
+        self.covered
+            .lock()
+            .expect("the coverage")
+            .insert(format!("{endpoint:?}"));
+        headers.insert(
+            header::USER_AGENT,
+            HeaderValue::from_static("infra-cross-check/1"),
+        );
         let request = ApiRequest::new(
             method,
             path,
@@ -1124,6 +1144,112 @@ const FINAL_PASSWORD: &str = "porcelain-harbour-52";
 /// Drives every endpoint of every function through the paths that touch the table
 /// differently (success, refusal, reuse, lockout, paging, second factors), as API
 /// Gateway would route them, then runs the scheduled functions over what is left.
+/// Signs in with the local Google-like and Apple-like providers through every OAuth
+/// route; `email` is a verified account whose password is [`PASSWORD`].
+async fn sign_in_with_providers(d: &Deployment, email: &str) {
+    use api_tests::oidc::{Person, authorize_at};
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("an HTTP client");
+    // Starts at `provider`, logs `person` in there, and gives the answer to the callback.
+    let sign_in = |provider: &'static str, person: Person| {
+        let http = http.clone();
+        async move {
+            let started = d
+                .call(
+                    Method::GET,
+                    &format!("/v1/oauth/{provider}/start?return_to=%2Fjobs"),
+                    None,
+                    None,
+                )
+                .await;
+            expect(&started, 302, "start a sign-in");
+            let location = started.headers[header::LOCATION]
+                .to_str()
+                .expect("a Location")
+                .to_owned();
+            let cookie = started.headers[header::SET_COOKIE]
+                .to_str()
+                .expect("a cookie")
+                .split(';')
+                .next()
+                .expect("the cookie's pair")
+                .to_owned();
+            let auth = authorize_at(&http, provider, &location, cookie, &person).await;
+            let mut headers = HeaderMap::new();
+            headers.insert(
+                header::COOKIE,
+                HeaderValue::from_str(&auth.cookie).expect("a cookie header"),
+            );
+            let form = url::form_urlencoded::Serializer::new(String::new())
+                .append_pair("code", &auth.code)
+                .append_pair("state", &auth.state)
+                .finish();
+            let path = format!("/v1/oauth/{provider}/callback");
+            match provider {
+                "apple" => {
+                    headers.insert(
+                        header::CONTENT_TYPE,
+                        HeaderValue::from_static("application/x-www-form-urlencoded"),
+                    );
+                    d.call_raw(Method::POST, &path, headers, Bytes::from(form))
+                        .await
+                }
+                _ => {
+                    d.call_raw(
+                        Method::GET,
+                        &format!("{path}?{form}"),
+                        headers,
+                        Bytes::new(),
+                    )
+                    .await
+                }
+            }
+        }
+    };
+    let answer = sign_in("google", Person::gmail()).await;
+    expect(&answer, 200, "a new person at Google");
+    let signup = json!({ "token": field(&answer.body, "token"), "account_type": "client" });
+    let created = d.post("/v1/oauth/signup", signup).await;
+    expect(&created, 201, "a new account through Google");
+    let access = field(&created.body, "access_token").to_owned();
+    let listed = d
+        .call(Method::GET, "/v1/account/identities", Some(&access), None)
+        .await;
+    expect(&listed, 200, "the identities");
+    let last = d
+        .call(
+            Method::DELETE,
+            "/v1/account/identities/google",
+            Some(&access),
+            None,
+        )
+        .await;
+    expect(&last, 409, "the last way in stays");
+
+    let mut owner = Person::with_email(email);
+    owner.hd = email.rsplit_once('@').map(|(_, domain)| domain.to_owned());
+    let answer = sign_in("google", owner).await;
+    expect(&answer, 200, "Google with an existing account's address");
+    let link = json!({ "token": field(&answer.body, "token"), "password": PASSWORD });
+    let linked = d.post("/v1/oauth/link", link).await;
+    expect(&linked, 200, "link by the password");
+    let access = field(&linked.body, "access_token").to_owned();
+    let unlinked = d
+        .call(
+            Method::DELETE,
+            "/v1/account/identities/google",
+            Some(&access),
+            None,
+        )
+        .await;
+    expect(&unlinked, 204, "unlink while the password stays");
+
+    let answer = sign_in("apple", Person::gmail()).await;
+    expect(&answer, 200, "a new person at Apple (form_post)");
+}
+
 async fn drive_every_function(d: &Deployment) {
     let typo = "cross.check@exampel.com";
     let email = "cross.check@example.com";
@@ -1249,6 +1375,10 @@ async fn drive_every_function(d: &Deployment) {
         200,
         "jwks",
     );
+
+    // Google and Apple: a new account, one linked to `email` by its password, the
+    // identities listed, the last way in kept and a linked one unlinked.
+    sign_in_with_providers(d, email).await;
 
     // account: the view, sessions, ending one and the others, the history in pages,
     // a new password.
@@ -1608,6 +1738,9 @@ fn kept_until_deleted(item: &Item) -> bool {
         "PROFILE" => true,
         // A username held for a pending signup expires; a real claim does not.
         "CLAIM" => item.s("pending_hash").is_none() || key.pk.starts_with("EMAIL#"),
+        // An identity links an account until it is unlinked, as a claim does.
+        "LINK" => key.pk.starts_with("IDENTITY#"),
+        sk if sk.starts_with("IDENTITY#") => true,
         _ => false,
     }
 }

@@ -5,6 +5,7 @@ use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
 
+use crate::credentials::oidc::{ClientAuth, ProviderName, ProviderSettings};
 use crate::credentials::password::HashParams;
 use crate::values::secret::Secret;
 
@@ -57,6 +58,26 @@ pub struct Config {
     /// The origins (`https://host[:port]`) besides `APP_BASE_URL`'s that a login's
     /// `return_to` may send the browser to (`WEB_RETURN_TO_ORIGINS`, comma-separated).
     pub web_return_to_origins: Vec<String>,
+    /// Sign in with Google and Apple.
+    pub oauth: OauthConfig,
+}
+
+/// The OpenID providers the product is a relying party of.
+#[derive(Clone, Debug)]
+pub struct OauthConfig {
+    /// Where the providers send the browser back (`<base>/v1/oauth/<provider>/callback`):
+    /// the API's public origin (`OAUTH_REDIRECT_BASE_URL`, `APP_BASE_URL` by default).
+    pub redirect_base: BaseUrl,
+    /// The configured providers (a provider without a client id is off).
+    pub providers: Vec<ProviderSettings>,
+}
+
+impl OauthConfig {
+    /// The `redirect_uri` registered with `provider`.
+    pub fn redirect_uri(&self, provider: ProviderName) -> String {
+        self.redirect_base
+            .page(&format!("/v1/oauth/{}/callback", provider.as_str()))
+    }
 }
 
 /// How long sessions and access tokens live, in seconds.
@@ -240,6 +261,16 @@ impl Config {
             .optional("WEB_RETURN_TO_ORIGINS")
             .map(|list| return_to_origins(&list, &mut env.problems))
             .unwrap_or_default();
+        let oauth = OauthConfig {
+            redirect_base: match env.optional("OAUTH_REDIRECT_BASE_URL") {
+                None => app_base_url.clone(),
+                Some(text) => BaseUrl::parse(&text).unwrap_or_else(|why| {
+                    env.problems.push(format!("OAUTH_REDIRECT_BASE_URL {why}"));
+                    app_base_url.clone()
+                }),
+            },
+            providers: oauth_providers(&mut env),
+        };
         let jwt_signing_key = env.optional("JWT_SIGNING_KEY").map(Secret::new);
         let jwt_previous_signing_key = env.optional("JWT_PREVIOUS_SIGNING_KEY").map(Secret::new);
         let jwt_verification_keys = env.optional("JWT_VERIFICATION_KEYS");
@@ -277,11 +308,53 @@ impl Config {
                 unverified_account_max_age_days,
                 origin_verify_secret,
                 web_return_to_origins,
+                oauth,
             })
         } else {
             Err(ConfigError(env.problems))
         }
     }
+}
+
+/// Google (`GOOGLE_CLIENT_ID`, `GOOGLE_CLIENT_SECRET`, `GOOGLE_ISSUER`) and Apple
+/// (`APPLE_CLIENT_ID`, `APPLE_TEAM_ID`, `APPLE_KEY_ID`, `APPLE_PRIVATE_KEY`,
+/// `APPLE_ISSUER`), each on when its client id is set and then complete.
+fn oauth_providers<F: Fn(&str) -> Option<String>>(env: &mut Reader<F>) -> Vec<ProviderSettings> {
+    let mut providers = Vec::new();
+    let issuer = |env: &mut Reader<F>, name: &str, default: &str| {
+        let issuer = env.optional(name).unwrap_or_else(|| default.to_owned());
+        let trimmed = issuer.trim().trim_end_matches('/').to_owned();
+        match url::Url::parse(&trimmed) {
+            Ok(url) if matches!(url.scheme(), "https" | "http") && url.query().is_none() => {}
+            _ => env.problems.push(format!("{name} must be an issuer URL")),
+        }
+        trimmed
+    };
+    if let Some(client_id) = env.optional("GOOGLE_CLIENT_ID") {
+        let secret = env.required("GOOGLE_CLIENT_SECRET", "Google's client secret");
+        providers.push(ProviderSettings {
+            name: ProviderName::Google,
+            issuer: issuer(env, "GOOGLE_ISSUER", "https://accounts.google.com"),
+            client_id,
+            client_auth: ClientAuth::Secret(Secret::new(secret)),
+        });
+    }
+    if let Some(client_id) = env.optional("APPLE_CLIENT_ID") {
+        let team_id = env.required("APPLE_TEAM_ID", "the Apple developer team");
+        let key_id = env.required("APPLE_KEY_ID", "the id of the Sign in with Apple key");
+        let key = env.required("APPLE_PRIVATE_KEY", "the Sign in with Apple key (PEM)");
+        providers.push(ProviderSettings {
+            name: ProviderName::Apple,
+            issuer: issuer(env, "APPLE_ISSUER", "https://appleid.apple.com"),
+            client_id,
+            client_auth: ClientAuth::AppleKey {
+                team_id,
+                key_id,
+                private_key_pem: Secret::new(key),
+            },
+        });
+    }
+    providers
 }
 
 /// The origins of `WEB_RETURN_TO_ORIGINS`, each as the browser serialises it (so that

@@ -11,6 +11,7 @@ use anyhow::Context;
 use crate::app::config::Config;
 use crate::clock::Clock;
 use crate::credentials::access_token::{AccessTokens, generate_ed25519_pem};
+use crate::credentials::oidc::{PROVIDER_TRUST_ROOTS, Providers};
 use crate::credentials::password::PasswordHasher;
 use crate::credentials::totp::{TotpKey, TotpKeys};
 use crate::mail::messages::Message;
@@ -26,6 +27,8 @@ pub struct App {
     pub passwords: PasswordHasher,
     tokens: Arc<TokenKeys>,
     pub totp_keys: Arc<TotpKeys>,
+    /// Google and Apple, with their cached discovery documents and keys.
+    pub providers: Arc<Providers>,
 }
 
 /// The access-token keys: the configured ones, or (no key configured: the local server,
@@ -78,7 +81,9 @@ impl App {
                 .map(|key| TotpKey::from_base64(key.expose()))
                 .transpose()?,
         );
+        let providers = Providers::new(config.oauth.providers.clone(), PROVIDER_TRUST_ROOTS)?;
         Ok(App {
+            providers: Arc::new(providers),
             totp_keys: Arc::new(totp_keys),
             config: Arc::new(config),
             store,

@@ -60,7 +60,7 @@ pub fn https_client_trusting(roots_pem: &str) -> anyhow::Result<SharedHttpClient
 
 /// The TLS settings: TLS 1.3 or 1.2, AES-GCM, X25519 with ML-KEM-768 (post-quantum, which
 /// AWS endpoints offer), X25519 or P-256, and no client certificate.
-fn tls_config(roots_pem: &str) -> anyhow::Result<ClientConfig> {
+pub fn tls_config(roots_pem: &str) -> anyhow::Result<ClientConfig> {
     let mut roots = RootCertStore::empty();
     for certificate in CertificateDer::pem_slice_iter(roots_pem.as_bytes()) {
         roots

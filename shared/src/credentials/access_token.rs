@@ -159,7 +159,7 @@ fn thumbprint(canonical_jwk: &str) -> String {
 }
 
 /// Reads the DER inside a PEM `PRIVATE KEY` block.
-fn pem_to_der(pem: &str) -> anyhow::Result<Vec<u8>> {
+pub(crate) fn pem_to_der(pem: &str) -> anyhow::Result<Vec<u8>> {
     pem_blocks(pem, "PRIVATE KEY")?
         .into_iter()
         .next()

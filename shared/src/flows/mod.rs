@@ -8,6 +8,7 @@ pub mod cleanup;
 pub mod email_verification;
 pub mod login;
 pub mod mail_events;
+pub mod oauth;
 pub mod recovery;
 pub mod service;
 pub mod signup;

@@ -153,6 +153,8 @@ pub async fn reset_password(app: &App, request: &ApiRequest) -> Result<ApiRespon
         let index = schema::UNVERIFIED_BY_DAY;
         let mut changes = vec![
             Change::set(attr::PASSWORD_HASH, hash.0),
+            // An account made through Google or Apple has a password from now on.
+            Change::remove(attr::PASSWORD_UNUSABLE),
             // The link proved the address: an unverified account is verified now.
             Change::set(attr::EMAIL_VERIFIED, true),
             Change::remove(index.pk),

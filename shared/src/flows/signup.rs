@@ -294,7 +294,7 @@ fn claim_delivery(claim: &Item) -> Delivery {
 
 /// Tells the owner of an existing account that someone tried to sign up with their
 /// address, at most once a minute.
-async fn notify_existing_owner(
+pub(crate) async fn notify_existing_owner(
     app: &App,
     canonical_email: &str,
     stored_address: &str,

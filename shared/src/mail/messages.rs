@@ -65,6 +65,15 @@ pub enum Message {
         device: String,
         reset_url: String,
     },
+    /// A provider (`Google`, `Apple`) was linked (`linked` true) or unlinked.
+    IdentityChanged {
+        provider: String,
+        linked: bool,
+        when: String,
+        ip: String,
+        device: String,
+        reset_url: String,
+    },
     /// Two-step verification was turned on. No reset link: with two-step on, a reset
     /// needs the second factor, so the email points to "Forgot password" and support.
     TwoStepEnabled {
@@ -125,6 +134,7 @@ impl Message {
             Message::SecurityQuestionChanged { .. } => {
                 &templates::SecurityQuestionChanged::TEMPLATE
             }
+            Message::IdentityChanged { .. } => &templates::IdentityChanged::TEMPLATE,
             Message::TwoStepEnabled { .. } => &templates::TwoStepEnabled::TEMPLATE,
             Message::TwoStepDisabled { .. } => &templates::TwoStepDisabled::TEMPLATE,
             Message::BackupCodesRegenerated { .. } => &templates::BackupCodesRegenerated::TEMPLATE,
@@ -210,6 +220,30 @@ impl Message {
             } => {
                 let d = Details::new(when, ip, device);
                 t::SecurityQuestionChanged {
+                    when: (&d.when).into(),
+                    ip: (&d.ip).into(),
+                    device: (&d.device).into(),
+                    reset_url: reset_url.into(),
+                }
+                .render()
+            }
+            Message::IdentityChanged {
+                provider,
+                linked,
+                when,
+                ip,
+                device,
+                reset_url,
+            } => {
+                let d = Details::new(when, ip, device);
+                t::IdentityChanged {
+                    provider: provider.into(),
+                    change: if *linked {
+                        "linked to"
+                    } else {
+                        "unlinked from"
+                    }
+                    .into(),
                     when: (&d.when).into(),
                     ip: (&d.ip).into(),
                     device: (&d.device).into(),
@@ -373,6 +407,14 @@ mod tests {
                 device: device.clone(),
                 reset_url: reset_url.clone(),
             },
+            Message::IdentityChanged {
+                provider: "Google".into(),
+                linked: true,
+                when: when.clone(),
+                ip: ip.clone(),
+                device: device.clone(),
+                reset_url: reset_url.clone(),
+            },
             Message::TwoStepEnabled {
                 when: when.clone(),
                 ip: ip.clone(),
@@ -410,6 +452,7 @@ mod tests {
                 | Message::PasswordChanged { .. }
                 | Message::PasswordWasReset { .. }
                 | Message::SecurityQuestionChanged { .. }
+                | Message::IdentityChanged { .. }
                 | Message::TwoStepDisabled { .. }
                 | Message::BackupCodesRegenerated { .. }
         )

@@ -180,6 +180,12 @@ mail_templates! {
         html: (path = "mail/security_question_changed.html"),
         values: { when, ip, device, reset_url },
     }
+    /// Google or Apple was linked to the account, or unlinked from it.
+    IdentityChanged = "identity_changed" {
+        text: (path = "mail/identity_changed.txt"),
+        html: (path = "mail/identity_changed.html"),
+        values: { provider, change, when, ip, device, reset_url },
+    }
     /// Two-step verification was turned on.
     TwoStepEnabled = "two_step_enabled" {
         text: (path = "mail/two_step_enabled.txt"),

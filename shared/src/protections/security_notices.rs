@@ -69,6 +69,28 @@ pub async fn password_replaced(app: &App, user: &User, client: &Client, how: Pas
         .await;
 }
 
+/// Tells the owner of `user` that `provider` (`Google`, `Apple`) was linked to the account
+/// or unlinked from it, when and from where, with the way back in if it was not them.
+pub async fn identity_changed(
+    app: &App,
+    user: &User,
+    client: &Client,
+    provider: &str,
+    linked: bool,
+) {
+    let Occurrence { when, ip, device } = Occurrence::of(app, client);
+    let message = Message::IdentityChanged {
+        provider: provider.to_owned(),
+        linked,
+        when,
+        ip,
+        device,
+        reset_url: app.config.app_base_url.page("/forgot-password"),
+    };
+    app.send_quietly(&user.email, user.mail_delivery, message)
+        .await;
+}
+
 /// Tells the owner of `user` that the security question was set or reset, when and from
 /// where, with the way back in if it was not them.
 pub async fn question_changed(app: &App, user: &User, client: &Client) {

@@ -72,6 +72,22 @@ pub mod attr {
     pub const PENDING_UNTIL: &str = "pending_until";
     /// On a session: how its second step was passed (`password` when there was none).
     pub const SECOND_FACTOR: &str = "second_factor";
+    /// On an account created through Google or Apple: its password is a random one
+    /// nobody knows (until "forgot password" sets one), so it is no way to log in.
+    pub const PASSWORD_UNUSABLE: &str = "password_unusable";
+    /// On an identity or a sign-in in progress: `google` or `apple`.
+    pub const PROVIDER: &str = "provider";
+    /// On an identity: the provider's `sub`.
+    pub const SUBJECT: &str = "subject";
+    pub const LINKED_AT: &str = "linked_at";
+    /// On a sign-in in progress: where the browser goes afterwards.
+    pub const RETURN_TO: &str = "return_to";
+    /// On a sign-in waiting for its last step: `signup` or `link`.
+    pub const STEP: &str = "step";
+    /// On a sign-in waiting for its account type: the unverified account (someone
+    /// else's signup) that the verified address is taken back from.
+    pub const REPLACES: &str = "replaces";
+    pub const PRIVATE_EMAIL: &str = "private_email";
 }
 
 /// Item keys.
@@ -147,6 +163,34 @@ pub mod keys {
     /// `429`).
     pub fn login_lockout(canonical_login: &str) -> Key {
         Key::new(format!("LOGIN#{canonical_login}"), "LOCKOUT")
+    }
+
+    /// A sign-in with a provider between `start` and its callback, keyed by the digest of
+    /// the browser's handle (its `__Host-` cookie), never the handle.
+    pub fn oauth_state(handle_digest: &str) -> Key {
+        Key::new(format!("OAUTH#{handle_digest}"), "STATE")
+    }
+
+    /// A sign-in with a provider waiting for its last step (the account type, or the
+    /// proof of an existing account), named by its token's selector.
+    pub fn oauth_pending(id: &str) -> Key {
+        Key::new(format!("OAUTH#{id}"), "PENDING")
+    }
+
+    /// Which account a provider's identity (`provider` + `sub`) logs into.
+    pub fn identity(provider: &str, subject: &str) -> Key {
+        Key::new(format!("IDENTITY#{provider}#{subject}"), "LINK")
+    }
+
+    /// The prefix of an account's identities' sort keys.
+    pub const IDENTITY_PREFIX: &str = "IDENTITY#";
+
+    /// An account's identity at `provider` (at most one per provider), for its list.
+    pub fn account_identity(user_id: &str, provider: &str) -> Key {
+        Key::new(
+            format!("USER#{user_id}"),
+            format!("{IDENTITY_PREFIX}{provider}"),
+        )
     }
 
     /// The prefix of every session's sort key.

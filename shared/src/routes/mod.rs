@@ -124,6 +124,11 @@ pub enum LoginRoute {
     RefreshToken,
     Logout,
     Jwks,
+    OauthStart,
+    OauthCallback,
+    OauthCallbackPost,
+    OauthSignup,
+    OauthLink,
 }
 
 /// The endpoints of the `reset` function.
@@ -146,6 +151,8 @@ pub enum AccountRoute {
     ChangePassword,
     SecurityQuestions,
     SetSecurityQuestion,
+    Identities,
+    Unlink,
 }
 
 /// The endpoints of the `two-factor` function.
@@ -226,8 +233,43 @@ pub const ROUTES: &[Route] = &[
     ),
     route(
         Method::GET,
+        "/v1/oauth/{provider}/start",
+        Endpoint::Login(LoginRoute::OauthStart),
+    ),
+    route(
+        Method::GET,
+        "/v1/oauth/{provider}/callback",
+        Endpoint::Login(LoginRoute::OauthCallback),
+    ),
+    route(
+        Method::POST,
+        "/v1/oauth/{provider}/callback",
+        Endpoint::Login(LoginRoute::OauthCallbackPost),
+    ),
+    route(
+        Method::POST,
+        "/v1/oauth/signup",
+        Endpoint::Login(LoginRoute::OauthSignup),
+    ),
+    route(
+        Method::POST,
+        "/v1/oauth/link",
+        Endpoint::Login(LoginRoute::OauthLink),
+    ),
+    route(
+        Method::GET,
         "/v1/account",
         Endpoint::Account(AccountRoute::Account),
+    ),
+    route(
+        Method::GET,
+        "/v1/account/identities",
+        Endpoint::Account(AccountRoute::Identities),
+    ),
+    route(
+        Method::DELETE,
+        "/v1/account/identities/{provider}",
+        Endpoint::Account(AccountRoute::Unlink),
     ),
     route(
         Method::GET,
@@ -399,12 +441,22 @@ route_group!(VerifyRoute served by Verify, |route, app, _, request| match route 
     VerifyRoute::ResendVerification => crate::flows::email_verification::resend(app, request).await,
 });
 
-route_group!(LoginRoute served by Login, |route, app, _, request| match route {
-    LoginRoute::Login => crate::flows::login::login(app, request).await,
-    LoginRoute::LoginMfa => crate::flows::login::login_mfa(app, request).await,
-    LoginRoute::RefreshToken => crate::flows::tokens::refresh(app, request).await,
-    LoginRoute::Logout => crate::flows::tokens::logout(app, request).await,
-    LoginRoute::Jwks => Ok(crate::flows::tokens::jwks(app)),
+route_group!(LoginRoute served by Login, |route, app, params, request| {
+    use crate::flows::oauth;
+    let provider = params.first().map(String::as_str).unwrap_or_default();
+    match route {
+        LoginRoute::Login => crate::flows::login::login(app, request).await,
+        LoginRoute::LoginMfa => crate::flows::login::login_mfa(app, request).await,
+        LoginRoute::RefreshToken => crate::flows::tokens::refresh(app, request).await,
+        LoginRoute::Logout => crate::flows::tokens::logout(app, request).await,
+        LoginRoute::Jwks => Ok(crate::flows::tokens::jwks(app)),
+        LoginRoute::OauthStart => oauth::start(app, request, provider).await,
+        LoginRoute::OauthCallback | LoginRoute::OauthCallbackPost => {
+            oauth::callback(app, request, provider).await
+        }
+        LoginRoute::OauthSignup => oauth::signup(app, request).await,
+        LoginRoute::OauthLink => oauth::link_with_password(app, request).await,
+    }
 });
 
 route_group!(ResetRoute served by Reset, |route, app, _, request| {
@@ -434,6 +486,11 @@ route_group!(AccountRoute served by Account, |route, app, params, request| {
         AccountRoute::SecurityQuestions => Ok(account_security::security_questions()),
         AccountRoute::SetSecurityQuestion => {
             account_security::set_security_question(app, request).await
+        }
+        AccountRoute::Identities => crate::flows::oauth::identities(app, request).await,
+        AccountRoute::Unlink => {
+            let provider = params.first().map(String::as_str).unwrap_or_default();
+            crate::flows::oauth::unlink(app, request, provider).await
         }
     }
 });

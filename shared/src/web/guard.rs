@@ -58,22 +58,9 @@ pub fn same_origin_post(headers: &HeaderMap, own_origin: &str) -> bool {
 /// Where a login may send the browser afterwards: a path of this site, or a URL whose
 /// origin is in the configured allow-list. Anything else (another site, `//host`,
 /// `/\host`, a scheme, control characters) is `None`, and the caller uses its default.
+/// The rule is `values::return_to`'s, which a sign-in with Google or Apple shares.
 pub fn return_to(input: &str, own_origin: &str, allowed_origins: &[String]) -> Option<String> {
-    if input.is_empty() || input.len() > 1_024 || input.chars().any(char::is_control) {
-        return None;
-    }
-    if input.starts_with('/') {
-        // `//host` and `/\host` are other sites to a browser.
-        let second = input.as_bytes().get(1).copied();
-        if matches!(second, Some(b'/' | b'\\')) {
-            return None;
-        }
-        return Some(input.to_owned());
-    }
-    let url = url::Url::parse(input).ok()?;
-    let origin = url.origin().ascii_serialization();
-    let allowed = origin == own_origin || allowed_origins.contains(&origin);
-    (allowed && url.username().is_empty() && url.password().is_none()).then(|| url.into())
+    crate::values::return_to::check(input, own_origin, allowed_origins)
 }
 
 #[cfg(test)]
