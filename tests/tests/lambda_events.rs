@@ -277,17 +277,23 @@ async fn a_base64_encoded_signup_event_works_the_same() {
     assert_eq!(lambda.mail_to(FIXTURE_EMAIL).len(), 1);
 }
 
-#[tokio::test]
-async fn a_route_of_another_function_is_not_found() {
-    let lambda = Lambda::new(&[]);
+/// Signs the fixture's account up through the signup function's event and returns the
+/// event that verifies it with the mailed token.
+async fn signed_up_with_verify_event(lambda: &Lambda) -> Value {
     assert_verification_sent(&lambda.call::<SignupRoute>(&signup_event()).await);
     let token = lambda.mail_to(FIXTURE_EMAIL)[0]
         .link_token("/verify-email")
         .expect("a verification link");
-    let verify = with_body(
+    with_body(
         to_route(signup_event(), "POST", "/v1/email/verify"),
         &json!({ "token": token }).to_string(),
-    );
+    )
+}
+
+#[tokio::test]
+async fn a_route_of_another_function_is_not_found() {
+    let lambda = Lambda::new(&[]);
+    let verify = signed_up_with_verify_event(&lambda).await;
 
     lambda
         .call::<SignupRoute>(&verify)
@@ -540,14 +546,7 @@ async fn a_log_in_page_event_sets_its_csrf_cookie_in_the_cookies_array() {
 async fn a_log_in_form_post_event_sets_both_session_cookies_in_the_cookies_array() {
     let lambda = Lambda::new(&[]);
     // An account, signed up and verified through its own functions' events.
-    assert_verification_sent(&lambda.call::<SignupRoute>(&signup_event()).await);
-    let token = lambda.mail_to(FIXTURE_EMAIL)[0]
-        .link_token("/verify-email")
-        .expect("a verification link");
-    let verify = with_body(
-        to_route(signup_event(), "POST", "/v1/email/verify"),
-        &json!({ "token": token }).to_string(),
-    );
+    let verify = signed_up_with_verify_event(&lambda).await;
     assert_eq!(lambda.call::<VerifyRoute>(&verify).await.status, 200);
 
     let page = lambda.call_web(&page_event("GET", "/login")).await;
