@@ -14,9 +14,11 @@
 #   2. cold start of every function vs the hello world (bench cold-start)
 #   3. argon2id hash/verify cost, fresh vs reused memory block (bench argon2, one core)
 #   4. throughput per core of the release dev-server, pinned with taskset, driven by wrk
-#   5. DynamoDB round trips per flow: tests/tests/round_trips.rs on DynamoDB Local
-#   6. binary sizes and `cargo tree -d` (second TLS stack?)
-#   7. bench/REPORT.md (bench report)
+#   5. page weight: every web page with its style sheet and script, from the release
+#      dev-server (bench page-weight), against the 30 KB budget
+#   6. DynamoDB round trips per flow: tests/tests/round_trips.rs on DynamoDB Local
+#   7. binary sizes and `cargo tree -d` (second TLS stack?)
+#   8. bench/REPORT.md (bench report)
 #
 # Load generator: wrk (apt package `wrk`, installed here if missing): a C binary that
 # installs in seconds and scripts dynamic requests (rotating refresh tokens) in Lua;
@@ -130,7 +132,11 @@ step "throughput per core: dev-server on core 0, wrk on core 1 ($ROUNDS rounds)"
 "$BENCH" throughput --server "$SERVER" --work-dir "$OUT/throughput" --rounds "$ROUNDS" \
   --out "$OUT/throughput.json"
 
-# --- 5. DynamoDB round trips ------------------------------------------------------------------
+# --- 5. page weight ---------------------------------------------------------------------------
+step "page weight: every page and its assets from the release dev-server"
+"$BENCH" page-weight --server "$SERVER" --work-dir "$OUT/pages" --out "$OUT/pages.json"
+
+# --- 6. DynamoDB round trips ------------------------------------------------------------------
 step "DynamoDB round trips per flow (DynamoDB Local)"
 stop_emulators() { bash "$ROOT/scripts/emulators.sh" stop "$STATE_DIR" >/dev/null 2>&1 || true; }
 trap stop_emulators EXIT
@@ -145,12 +151,12 @@ round_trips_status=0
 ) || round_trips_status=$?
 stop_emulators
 
-# --- 6. sizes and duplicate crates ------------------------------------------------------------
+# --- 7. sizes and duplicate crates ------------------------------------------------------------
 step "cargo tree -d (arm64)"
 cargo tree -d -e normal --target aarch64-unknown-linux-gnu "${PACKAGES[@]}" >"$OUT/tree-duplicates.txt"
 cargo tree -e normal --prefix none --target aarch64-unknown-linux-gnu "${PACKAGES[@]}" >"$OUT/tree-all.txt"
 
-# --- 7. report --------------------------------------------------------------------------------
+# --- 8. report --------------------------------------------------------------------------------
 step "writing bench/REPORT.md"
 "$BENCH" report --results "$OUT" --out bench/REPORT.md --functions "$FUNCTION_LIST" \
   --arm64-dir "$ARM64_DIR" --x86-dir "$X86_DIR" --tree "$OUT/tree-duplicates.txt" \

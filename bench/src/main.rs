@@ -6,6 +6,7 @@
 //! bench argon2      --runs 15 --out FILE
 //! bench verify-rate --seconds 5                     (prints JSON; run pinned by `throughput`)
 //! bench throughput  --server PATH --work-dir DIR --out FILE [--rounds 3] [--wrk wrk]
+//! bench page-weight --server PATH --work-dir DIR --out FILE [--core 0]
 //! bench report      --results DIR --out bench/REPORT.md [--arm64-dir D] [--x86-dir D]
 //!                   [--tree FILE] [--tree-all FILE] [--functions a,b,c]
 //! ```
@@ -16,6 +17,7 @@
 mod argon;
 mod coldstart;
 mod http;
+mod pages;
 mod report;
 mod stats;
 mod throughput;
@@ -89,6 +91,7 @@ const DEFAULT_FUNCTIONS: &[&str] = &[
     "reset",
     "account",
     "two-factor",
+    "web",
     "cleanup",
     "mail-events",
 ];
@@ -113,7 +116,9 @@ fn write_json(path: &std::path::Path, value: &serde_json::Value) -> anyhow::Resu
 fn main() -> anyhow::Result<()> {
     let raw: Vec<String> = std::env::args().skip(1).collect();
     let Some((command, rest)) = raw.split_first() else {
-        bail!("usage: bench <cold-start|argon2|verify-rate|throughput|report> [--flag value]...");
+        bail!(
+            "usage: bench <cold-start|argon2|verify-rate|throughput|page-weight|report> [--flag value]..."
+        );
     };
     let args = Args::parse(rest)?;
     match command.as_str() {
@@ -154,6 +159,14 @@ fn main() -> anyhow::Result<()> {
                 rounds: args.number("rounds", 3)?,
                 server_core: args.number("server-core", 0)?,
                 load_core: args.number("load-core", 1)?,
+            })?;
+            write_json(&args.path("out")?, &result)
+        }
+        "page-weight" => {
+            let result = pages::run(&pages::Options {
+                server: args.path("server")?,
+                work_dir: args.path("work-dir")?,
+                core: args.number("core", 0)?,
             })?;
             write_json(&args.path("out")?, &result)
         }

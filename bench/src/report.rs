@@ -28,6 +28,8 @@ const COLD_START_MAX_RATIO: f64 = 3.0;
 const SIZE_MAX_BYTES: u64 = 5_000_000;
 const LOGIN_MIN_RATIO: f64 = 0.90;
 const REFRESH_MIN_RATIO: f64 = 0.30;
+/// Issue 15: every page under 30 KB transferred, its style sheet and script included.
+const PAGE_MAX_BYTES: u64 = crate::pages::BUDGET_BYTES;
 
 // ---- prices and assumptions for the cost estimate (us-east-1 list prices, 2025) -------
 
@@ -586,6 +588,114 @@ fn throughput(out: &mut String, summary: &mut Summary, results: &Path) -> Option
     Some(t)
 }
 
+fn kb(bytes: u64) -> String {
+    format!("{:.1} KB", bytes as f64 / 1024.0)
+}
+
+fn page_weight(out: &mut String, summary: &mut Summary, results: &Path) {
+    out.push_str("## Page weight\n\n");
+    let Some(data) = read_json(results, "pages.json") else {
+        out.push_str("Not measured in this run.\n\n");
+        summary.add(
+            "page weight (heaviest page)",
+            "-".into(),
+            "-".into(),
+            "-".into(),
+            "< 30 KB, no other origin",
+            None,
+        );
+        return;
+    };
+    out.push_str(
+        "Each page as a first visit (empty cache) fetches it from the release `dev-server`, \
+         which serves the same pages as the `web` function: the page and every subresource \
+         it names, each with its response head; bodies as sent (uncompressed) and gzipped \
+         (`gzip -6`, close to what CloudFront's compression sends). KB are 1,024 bytes. A \
+         subresource on another origin, or a CSP that would allow one, fails the run. \
+         Baseline: the 404 page, the smallest page (the layout, the style sheet and the \
+         script).\n\n",
+    );
+    let mut rows = Vec::new();
+    let mut heaviest: Option<(String, u64)> = None;
+    let mut baseline: Option<u64> = None;
+    let mut all_within = true;
+    let mut foreign = 0;
+    for p in data["pages"].as_array().into_iter().flatten() {
+        let label = p["page"].as_str().unwrap_or("?").to_owned();
+        let html = &p["html"];
+        let assets = p["assets"].as_array().cloned().unwrap_or_default();
+        let asset_bytes: u64 = assets
+            .iter()
+            .map(|a| a["body_bytes"].as_u64().unwrap_or(0))
+            .sum();
+        let asset_gzip: u64 = assets
+            .iter()
+            .map(|a| a["body_gzip_bytes"].as_u64().unwrap_or(0))
+            .sum();
+        let heads: u64 = html["head_bytes"].as_u64().unwrap_or(0)
+            + assets
+                .iter()
+                .map(|a| a["head_bytes"].as_u64().unwrap_or(0))
+                .sum::<u64>();
+        let total = p["total_bytes"].as_u64().unwrap_or(0);
+        let total_gzip = p["total_gzip_bytes"].as_u64().unwrap_or(0);
+        let within = total < PAGE_MAX_BYTES && p["foreign_requests"].as_u64() == Some(0);
+        all_within &= within;
+        foreign += p["foreign_requests"].as_u64().unwrap_or(1);
+        if label.contains("404") {
+            baseline = Some(total);
+        }
+        if heaviest.as_ref().is_none_or(|(_, t)| total > *t) {
+            heaviest = Some((label.clone(), total));
+        }
+        let asset_paths: Vec<String> = assets
+            .iter()
+            .filter_map(|a| a["path"].as_str().map(|path| format!("`{path}`")))
+            .collect();
+        rows.push(vec![
+            format!("`{label}`"),
+            format!(
+                "{} ({})",
+                html["body_bytes"].as_u64().unwrap_or(0),
+                html["body_gzip_bytes"].as_u64().unwrap_or(0)
+            ),
+            format!("{asset_bytes} ({asset_gzip}): {}", asset_paths.join(", ")),
+            heads.to_string(),
+            format!("{} ({})", kb(total), kb(total_gzip)),
+            p["requests"].to_string(),
+            verdict(within).into(),
+        ]);
+    }
+    table(
+        out,
+        &[
+            "page",
+            "HTML bytes (gzip)",
+            "asset bytes (gzip)",
+            "head bytes",
+            "total (gzip)",
+            "requests",
+            "goal: < 30 KB, same origin",
+        ],
+        &rows,
+    );
+    if let Some((label, total)) = heaviest {
+        let base = baseline.unwrap_or(0);
+        summary.add(
+            "page weight (heaviest page)",
+            format!("{label}: {}", kb(total)),
+            format!("404 page {}", kb(base)),
+            if base > 0 {
+                format!("{:.2}x", total as f64 / base as f64)
+            } else {
+                "-".into()
+            },
+            "every page < 30 KB with its assets; no other origin",
+            Some(all_within && foreign == 0),
+        );
+    }
+}
+
 fn argon2(out: &mut String, summary: &mut Summary, results: &Path) {
     out.push_str("## argon2id cost\n\n");
     let Some(a) = read_json(results, "argon2.json") else {
@@ -770,6 +880,7 @@ pub fn write(options: &Options) -> anyhow::Result<()> {
     let trips = round_trips(&mut body, &mut summary, &options.results);
     let thr = throughput(&mut body, &mut summary, &options.results);
     argon2(&mut body, &mut summary, &options.results);
+    page_weight(&mut body, &mut summary, &options.results);
     cost(&mut body, thr.as_ref(), trips.as_ref());
 
     let mut out = String::new();

@@ -42,9 +42,9 @@ const SPARE_SESSIONS: usize = 4;
 const CHEAP_SECONDS: u64 = 5;
 const LOGIN_SECONDS: u64 = 8;
 
-struct Server {
+pub struct Server {
     child: Child,
-    address: SocketAddr,
+    pub address: SocketAddr,
 }
 
 impl Drop for Server {
@@ -62,14 +62,16 @@ fn email(i: usize) -> String {
     format!("load-{i}@example.com")
 }
 
-fn start_server(options: &Options) -> anyhow::Result<Server> {
+/// The release `dev-server` at `server`, pinned to `core`, on a free port of 127.0.0.1
+/// (embedded store, outbox mailer, per-IP limits out of the way), once it answers.
+pub fn start_server(server: &Path, work_dir: &Path, core: usize) -> anyhow::Result<Server> {
     let port = free_port()?;
     let address: SocketAddr = ([127, 0, 0, 1], port).into();
-    let log = std::fs::File::create(options.work_dir.join("dev-server.log"))?;
+    let log = std::fs::File::create(work_dir.join("dev-server.log"))?;
     let child = Command::new("taskset")
         .arg("-c")
-        .arg(options.server_core.to_string())
-        .arg(&options.server)
+        .arg(core.to_string())
+        .arg(server)
         .env("PORT", port.to_string())
         .env("APP_BASE_URL", format!("http://{address}"))
         .env("STORE", "memory")
@@ -81,7 +83,7 @@ fn start_server(options: &Options) -> anyhow::Result<Server> {
         .stdout(log.try_clone()?)
         .stderr(log)
         .spawn()
-        .with_context(|| format!("starting {}", options.server.display()))?;
+        .with_context(|| format!("starting {}", server.display()))?;
     let mut server = Server { child, address };
     let started = Instant::now();
     loop {
@@ -93,7 +95,7 @@ fn start_server(options: &Options) -> anyhow::Result<Server> {
         if let Some(status) = server.child.try_wait()? {
             bail!(
                 "the dev-server exited ({status}); see {}/dev-server.log",
-                options.work_dir.display()
+                work_dir.display()
             );
         }
         if started.elapsed() > Duration::from_secs(30) {
@@ -308,7 +310,7 @@ fn memory_kib(pid: u32, field: &str) -> anyhow::Result<u64> {
 
 pub fn run(options: &Options) -> anyhow::Result<Value> {
     std::fs::create_dir_all(&options.work_dir)?;
-    let server = start_server(options)?;
+    let server = start_server(&options.server, &options.work_dir, options.server_core)?;
     let address = server.address;
     let pid = server.child.id();
     let idle_kib = memory_kib(pid, "VmRSS:")?;

@@ -627,6 +627,19 @@ impl Browser {
             .unwrap_or_else(|e| panic!("{}", failed("pressing keys", &at, e)));
     }
 
+    /// Sends `keys` to whatever has the focus (Enter in a form's field) and waits until
+    /// the page it leads to has replaced this one and has loaded.
+    pub async fn press_and_follow(&self, keys: &str) {
+        let at = self.here().await;
+        let focused = self
+            .client
+            .active_element()
+            .await
+            .unwrap_or_else(|e| panic!("{}", failed("finding the focus", &at, e)));
+        self.navigating(&format!("pressing {keys:?}"), || focused.send_keys(keys))
+            .await;
+    }
+
     /// The `id` of the element that has the focus (empty for none).
     pub async fn focused_id(&self) -> String {
         self.run(

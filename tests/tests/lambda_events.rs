@@ -1,11 +1,12 @@
 //! The Lambda entry path: real API Gateway HTTP API (payload v2) events, parsed as the
-//! runtime parses them, answered by `handle_event` for one function.
+//! runtime parses them, answered by `handle_event` for one function, or by the `web`
+//! function's service, whose answers are serialised as the runtime sends them back.
 
 use std::sync::Arc;
 
 use accounts::app::App;
 use accounts::mail::outbox::Outbox;
-use accounts::routes::{RouteGroup, SignupRoute, VerifyRoute};
+use accounts::routes::{Function, RouteGroup, SignupRoute, VerifyRoute};
 use accounts::store::memory::MemoryStore;
 use api_tests::{Mail, PASSWORD, email_verified, test_config};
 use http::HeaderMap;
@@ -54,6 +55,26 @@ impl Lambda {
         }
     }
 
+    /// Hands one event to the `web` function's service, through `lambda_http`'s own
+    /// adapter (what `lambda_http::run` wraps it in), and returns the response as the
+    /// runtime serialises it for API Gateway.
+    async fn call_web(&self, event: &Value) -> WebAnswer {
+        use lambda_http::Service;
+        let payload: lambda_http::request::LambdaRequest =
+            serde_json::from_value(event.clone()).expect("an API Gateway v2 event");
+        let service = accounts::routes::lambda::web_service(Arc::new(self.app.clone()));
+        let mut adapter = lambda_http::Adapter::from(service);
+        std::future::poll_fn(|cx| adapter.poll_ready(cx))
+            .await
+            .expect("the service is ready");
+        let response = adapter
+            .call(lambda_http::LambdaEvent::new(payload, Default::default()))
+            .await
+            .expect("the web service answers");
+        let serialised = serde_json::to_value(&response).expect("a serialisable response");
+        WebAnswer { serialised }
+    }
+
     fn mail_to(&self, address: &str) -> Vec<Mail> {
         self.outbox
             .to(address)
@@ -88,6 +109,68 @@ impl Answer {
         assert_eq!(self.body["code"], code, "{self:?}");
         assert_eq!(self.body["status"], status, "{self:?}");
         assert_eq!(self.header("cache-control"), "no-store");
+    }
+}
+
+/// The `web` function's response as API Gateway receives it (payload v2 response JSON).
+#[derive(Debug)]
+struct WebAnswer {
+    serialised: Value,
+}
+
+impl WebAnswer {
+    fn status(&self) -> u64 {
+        self.serialised["statusCode"]
+            .as_u64()
+            .expect("a statusCode")
+    }
+
+    fn header(&self, name: &str) -> &str {
+        self.serialised["headers"][name]
+            .as_str()
+            .unwrap_or_default()
+    }
+
+    /// The `cookies` array: every `Set-Cookie`, one entry each.
+    fn cookies(&self) -> Vec<&str> {
+        self.serialised["cookies"]
+            .as_array()
+            .expect("a cookies array")
+            .iter()
+            .map(|cookie| cookie.as_str().expect("a cookie"))
+            .collect()
+    }
+
+    /// The cookie `name` sets, as `name=value` (without its attributes).
+    fn cookie(&self, name: &str) -> Option<String> {
+        self.cookies()
+            .into_iter()
+            .find(|cookie| cookie.starts_with(&format!("{name}=")))
+            .and_then(|cookie| cookie.split(';').next())
+            .map(str::to_owned)
+    }
+
+    fn body(&self) -> &str {
+        assert_eq!(self.serialised["isBase64Encoded"], false, "{self:?}");
+        self.serialised["body"].as_str().unwrap_or_default()
+    }
+
+    /// `Set-Cookie` never stays among the headers: API Gateway would send only one.
+    fn assert_no_set_cookie_header(&self) {
+        let headers = self.serialised["headers"]
+            .as_object()
+            .expect("a headers object");
+        assert!(
+            !headers
+                .keys()
+                .any(|name| name.eq_ignore_ascii_case("set-cookie")),
+            "{self:?}"
+        );
+        let multi = &self.serialised["multiValueHeaders"];
+        assert!(
+            multi.is_null() || multi.as_object().is_some_and(|m| m.is_empty()),
+            "{self:?}"
+        );
     }
 }
 
@@ -194,17 +277,23 @@ async fn a_base64_encoded_signup_event_works_the_same() {
     assert_eq!(lambda.mail_to(FIXTURE_EMAIL).len(), 1);
 }
 
-#[tokio::test]
-async fn a_route_of_another_function_is_not_found() {
-    let lambda = Lambda::new(&[]);
+/// Signs the fixture's account up through the signup function's event and returns the
+/// event that verifies it with the mailed token.
+async fn signed_up_with_verify_event(lambda: &Lambda) -> Value {
     assert_verification_sent(&lambda.call::<SignupRoute>(&signup_event()).await);
     let token = lambda.mail_to(FIXTURE_EMAIL)[0]
         .link_token("/verify-email")
         .expect("a verification link");
-    let verify = with_body(
+    with_body(
         to_route(signup_event(), "POST", "/v1/email/verify"),
         &json!({ "token": token }).to_string(),
-    );
+    )
+}
+
+#[tokio::test]
+async fn a_route_of_another_function_is_not_found() {
+    let lambda = Lambda::new(&[]);
+    let verify = signed_up_with_verify_event(&lambda).await;
 
     lambda
         .call::<SignupRoute>(&verify)
@@ -338,15 +427,51 @@ fn no_route_event(method: &str, path: &str) -> Value {
 }
 
 #[tokio::test]
-async fn the_default_route_answers_an_unknown_path_with_the_products_own_404() {
+async fn the_default_route_answers_an_unknown_api_path_with_the_apis_own_404() {
     let lambda = Lambda::new(&[]);
-    type NoRoute = SignupRoute;
-    assert_eq!(NoRoute::FUNCTION, accounts::routes::NO_ROUTE_FUNCTION);
-    for path in ["/", "/v1/nope", "/wp-login.php", "/v1/account/sessions/x/y"] {
-        let answer = lambda.call::<NoRoute>(&no_route_event("GET", path)).await;
-        assert_eq!(answer.status, 404, "{path}: {answer:?}");
+    assert_eq!(accounts::routes::NO_ROUTE_FUNCTION, Function::Web);
+    for path in [
+        "/v1/nope",
+        "/v1",
+        "/v1/account/sessions/x/y",
+        "/.well-known/nope",
+    ] {
+        let answer = lambda.call_web(&no_route_event("GET", path)).await;
+        assert_eq!(answer.status(), 404, "{path}: {answer:?}");
         assert_eq!(answer.header("content-type"), "application/problem+json");
-        assert_eq!(answer.body["code"], "not_found", "{path}");
+        assert_eq!(answer.header("cache-control"), "no-store");
+        let problem: Value = serde_json::from_str(answer.body()).expect("a problem document");
+        assert_eq!(problem["code"], "not_found", "{path}");
+        assert_eq!(problem["status"], 404, "{path}");
+        // The API's answer sets no page cookie.
+        assert!(answer.cookies().is_empty(), "{path}: {answer:?}");
+    }
+}
+
+#[tokio::test]
+async fn the_default_route_answers_an_unknown_page_path_with_the_html_404_page() {
+    let lambda = Lambda::new(&[]);
+    for path in [
+        "/wp-login.php",
+        "/nope",
+        "/account/nope",
+        "/assets/nope.css",
+    ] {
+        let answer = lambda.call_web(&no_route_event("GET", path)).await;
+        assert_eq!(answer.status(), 404, "{path}: {answer:?}");
+        assert!(
+            answer.header("content-type").starts_with("text/html"),
+            "{path}: {answer:?}"
+        );
+        assert!(answer.body().contains("Page not found"), "{path}");
+        assert_eq!(answer.header("x-frame-options"), "DENY", "{path}");
+        assert!(
+            answer
+                .header("content-security-policy")
+                .contains("default-src 'none'"),
+            "{path}"
+        );
+        assert_eq!(answer.header("cache-control"), "no-store", "{path}");
     }
 }
 
@@ -360,13 +485,120 @@ async fn the_default_route_answers_a_known_path_with_another_method_with_405() {
         ("PUT", "/v1/login"),
         ("DELETE", "/v1/account"),
     ] {
-        let answer = lambda
-            .call::<SignupRoute>(&no_route_event(method, path))
-            .await;
-        assert_eq!(answer.status, 405, "{method} {path}: {answer:?}");
+        let answer = lambda.call_web(&no_route_event(method, path)).await;
+        assert_eq!(answer.status(), 405, "{method} {path}: {answer:?}");
         assert_eq!(answer.header("content-type"), "application/problem+json");
-        assert_eq!(answer.body["code"], "method_not_allowed");
+        let problem: Value = serde_json::from_str(answer.body()).expect("a problem document");
+        assert_eq!(problem["code"], "method_not_allowed");
     }
+}
+
+/// The health fixture re-aimed at a page route, as API Gateway delivers it.
+fn page_event(method: &str, path: &str) -> Value {
+    let mut event = to_route(fixture("apigw-v2-health.json"), method, path);
+    event["headers"]["accept"] = json!("text/html");
+    event
+}
+
+/// A form post as a browser sends it through API Gateway: the body base64-encoded (as
+/// HTTP APIs pass form bodies), the cookies in the event's `cookies` array, and the
+/// page's own origin.
+fn form_post(path: &str, form: &[(&str, &str)], cookies: &[String]) -> Value {
+    use base64::Engine;
+    let body = form
+        .iter()
+        .map(|(name, value)| format!("{name}={}", accounts::web::percent_encode(value)))
+        .collect::<Vec<_>>()
+        .join("&");
+    let mut event = page_event("POST", path);
+    event["headers"]["content-type"] = json!("application/x-www-form-urlencoded");
+    event["headers"]["origin"] = json!(api_tests::BASE_URL);
+    event["headers"]["sec-fetch-site"] = json!("same-origin");
+    event["headers"]["content-length"] = json!(body.len().to_string());
+    event["body"] = json!(base64::engine::general_purpose::STANDARD.encode(&body));
+    event["isBase64Encoded"] = json!(true);
+    event["cookies"] = json!(cookies);
+    event
+}
+
+#[tokio::test]
+async fn a_log_in_page_event_sets_its_csrf_cookie_in_the_cookies_array() {
+    let lambda = Lambda::new(&[]);
+    let answer = lambda.call_web(&page_event("GET", "/login")).await;
+    assert_eq!(answer.status(), 200, "{answer:?}");
+    assert!(answer.header("content-type").starts_with("text/html"));
+    assert_eq!(answer.header("cache-control"), "no-store");
+    assert!(answer.body().contains(r#"name="password""#), "{answer:?}");
+    let csrf = answer.cookie("__Host-csrf").expect("a CSRF cookie");
+    let token = csrf.trim_start_matches("__Host-csrf=");
+    assert!(token.len() >= 22, "{csrf}");
+    // The form carries the same token.
+    assert!(answer.body().contains(token), "the form's csrf field");
+    let set = answer.cookies();
+    assert_eq!(set.len(), 1, "{set:?}");
+    for attribute in ["HttpOnly", "Secure", "SameSite=Lax", "Path=/"] {
+        assert!(set[0].contains(attribute), "{attribute}: {set:?}");
+    }
+    answer.assert_no_set_cookie_header();
+}
+
+#[tokio::test]
+async fn a_log_in_form_post_event_sets_both_session_cookies_in_the_cookies_array() {
+    let lambda = Lambda::new(&[]);
+    // An account, signed up and verified through its own functions' events.
+    let verify = signed_up_with_verify_event(&lambda).await;
+    assert_eq!(lambda.call::<VerifyRoute>(&verify).await.status, 200);
+
+    let page = lambda.call_web(&page_event("GET", "/login")).await;
+    let csrf_cookie = page.cookie("__Host-csrf").expect("a CSRF cookie");
+    let csrf = csrf_cookie.trim_start_matches("__Host-csrf=").to_owned();
+
+    // Without the CSRF cookie the post is refused, and signs nobody in.
+    let refused = lambda
+        .call_web(&form_post(
+            "/login",
+            &[
+                ("csrf", &csrf),
+                ("login", FIXTURE_EMAIL),
+                ("password", PASSWORD),
+            ],
+            &[],
+        ))
+        .await;
+    assert_eq!(refused.status(), 403, "{refused:?}");
+    assert!(refused.cookie("__Host-access").is_none(), "{refused:?}");
+
+    let answer = lambda
+        .call_web(&form_post(
+            "/login",
+            &[
+                ("csrf", &csrf),
+                ("login", FIXTURE_EMAIL),
+                ("password", PASSWORD),
+            ],
+            &[csrf_cookie, "unrelated=1".to_owned()],
+        ))
+        .await;
+    assert_eq!(answer.status(), 303, "{answer:?}");
+    assert_eq!(answer.header("location"), "/account/security");
+    let access = answer.cookie("__Host-access").expect("the access cookie");
+    let refresh = answer.cookie("__Host-refresh").expect("the refresh cookie");
+    assert!(access.len() > "__Host-access=".len() + 20, "{access}");
+    assert!(refresh.len() > "__Host-refresh=".len() + 20, "{refresh}");
+    for cookie in answer.cookies() {
+        assert!(
+            cookie.contains("HttpOnly") && cookie.contains("Secure"),
+            "{cookie}"
+        );
+    }
+    answer.assert_no_set_cookie_header();
+
+    // The browser sends both back (again through the cookies array): signed in.
+    let mut signed_in = page_event("GET", "/account/security");
+    signed_in["cookies"] = json!([access, refresh]);
+    let security = lambda.call_web(&signed_in).await;
+    assert_eq!(security.status(), 200, "{security:?}");
+    assert!(security.body().contains(FIXTURE_EMAIL), "{security:?}");
 }
 
 /// The secret CloudFront adds as `X-Origin-Verify` in the tests below.

@@ -557,7 +557,9 @@ on_both_backends_in_browser! {
             browser.press(value).await;
         }
         // Enter in the password field sends the form.
-        browser.press(&char::from(Key::Enter).to_string()).await;
+        browser
+            .press_and_follow(&char::from(Key::Enter).to_string())
+            .await;
         assert_at(&browser, SETTINGS).await;
         browser.close().await;
     }

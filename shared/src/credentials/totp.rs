@@ -195,15 +195,26 @@ pub fn qr_svg(url: &str) -> anyhow::Result<String> {
         .map_err(|e| anyhow!("cannot encode the QR code: {e}"))?;
     let size = qr.size();
     let dimension = size + 2 * QR_BORDER;
+    // One rectangle per horizontal run of dark modules, not one square per module: the
+    // set-up page's weight is mostly this path (issue 15's 30 KB page budget).
     let mut path = String::new();
     for y in 0..size {
-        for x in 0..size {
-            if qr.get_module(x, y) {
-                if !path.is_empty() {
-                    path.push(' ');
-                }
-                path.push_str(&format!("M{},{}h1v1h-1z", x + QR_BORDER, y + QR_BORDER));
+        let mut x = 0;
+        while x < size {
+            if !qr.get_module(x, y) {
+                x += 1;
+                continue;
             }
+            let start = x;
+            while x < size && qr.get_module(x, y) {
+                x += 1;
+            }
+            let run = x - start;
+            path.push_str(&format!(
+                "M{},{}h{run}v1h-{run}z",
+                start + QR_BORDER,
+                y + QR_BORDER
+            ));
         }
     }
     Ok(format!(
@@ -654,6 +665,40 @@ mod tests {
         let side = qr.size() + 8;
         assert!(svg.contains(&format!("viewBox=\"0 0 {side} {side}\"")));
         assert!(qr_svg(&"x".repeat(5000)).is_err());
+    }
+
+    #[test]
+    fn the_qr_paths_runs_cover_exactly_the_dark_modules() {
+        let url = otpauth_url(&rfc_secret(), "Example", "ann@example.com");
+        let svg = qr_svg(&url).unwrap();
+        let qr = QrCode::encode_text(&url, QrCodeEcc::Medium).unwrap();
+        let path = svg
+            .split("<path d=\"")
+            .nth(1)
+            .unwrap()
+            .split('"')
+            .next()
+            .unwrap();
+        let mut drawn = std::collections::BTreeSet::new();
+        for segment in path.split('M').filter(|s| !s.is_empty()) {
+            let (x, rest) = segment.split_once(',').unwrap();
+            let (y, rest) = rest.split_once('h').unwrap();
+            let run: i32 = rest.split_once('v').unwrap().0.parse().unwrap();
+            let (x, y): (i32, i32) = (x.parse().unwrap(), y.parse().unwrap());
+            for dx in 0..run {
+                assert!(
+                    drawn.insert((x + dx - QR_BORDER, y - QR_BORDER)),
+                    "drawn twice"
+                );
+            }
+        }
+        let dark: std::collections::BTreeSet<_> = (0..qr.size())
+            .flat_map(|y| (0..qr.size()).map(move |x| (x, y)))
+            .filter(|&(x, y)| qr.get_module(x, y))
+            .collect();
+        assert_eq!(drawn, dark);
+        // Runs keep the page light (issue 15: 30 KB with its assets).
+        assert!(svg.len() < 12_000, "{} bytes", svg.len());
     }
 
     fn key() -> TotpKey {

@@ -1,5 +1,6 @@
 //! The Lambda entry path: API Gateway HTTP API (payload v2) events in, responses out,
-//! through the same dispatch the local server uses.
+//! through the same dispatch (and, for the `web` function, the same pages) the local
+//! server uses.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -26,15 +27,7 @@ use crate::values::secret::{Secret, digests_match};
 /// routes until the runtime stops: all a function's `main` does. Being generic over the
 /// routes, each binary links only its own handlers.
 pub async fn run<G: RouteGroup>() -> Result<(), lambda_http::Error> {
-    crate::telemetry::init(true);
-    let function = G::FUNCTION;
-    let app = Arc::new(app_from_environment(function).await.inspect_err(|e| {
-        tracing::error!(
-            error = format!("{e:#}"),
-            function = function.name(),
-            "cold start failed"
-        );
-    })?);
+    let app = cold_start(G::FUNCTION).await?;
     lambda_http::run(service_fn(move |event: lambda_http::Request| {
         let app = app.clone();
         let invocation = invocation_of(&event);
@@ -44,6 +37,47 @@ pub async fn run<G: RouteGroup>() -> Result<(), lambda_http::Error> {
         }
     }))
     .await
+}
+
+/// All the `web` function's `main` does: the state built once per cold start (with every
+/// key the pages' flows need), then each event answered by [`web_service`].
+pub async fn run_web() -> Result<(), lambda_http::Error> {
+    let app = cold_start(Function::Web).await?;
+    lambda_http::run(web_service(app)).await
+}
+
+/// The service the `web` function runs (and the tests drive through `lambda_http`'s own
+/// adapter): each event answered by [`handle_web_event`] inside its invocation.
+pub fn web_service(
+    app: Arc<App>,
+) -> impl lambda_http::Service<
+    lambda_http::Request,
+    Response = Answer,
+    Error = Infallible,
+    Future = impl Future<Output = Result<Answer, Infallible>> + Send,
+> {
+    service_fn(move |event: lambda_http::Request| {
+        let app = app.clone();
+        let invocation = invocation_of(&event);
+        async move {
+            let response = invocation.scope(handle_web_event(&app, event)).await;
+            Ok::<_, Infallible>(Answer(response))
+        }
+    })
+}
+
+/// Logging, then the function's state from the environment; a failure is logged (with
+/// the function's name) before the runtime reports it.
+async fn cold_start(function: Function) -> Result<Arc<App>, lambda_http::Error> {
+    crate::telemetry::init(true);
+    let app = app_from_environment(function).await.inspect_err(|e| {
+        tracing::error!(
+            error = format!("{e:#}"),
+            function = function.name(),
+            "cold start failed"
+        );
+    })?;
+    Ok(Arc::new(app))
 }
 
 /// The invocation an HTTP event belongs to: Lambda's request id and API Gateway's.
@@ -89,8 +123,8 @@ where
 
 /// A response whose body is already what API Gateway gets. `lambda_http` would otherwise
 /// collect each body again and decode it by its `charset` (pulling in every legacy
-/// encoding table), though ours are UTF-8 JSON or empty.
-struct Answer(lambda_http::Response<Body>);
+/// encoding table), though ours are UTF-8 (JSON, HTML, CSS, JavaScript) or empty.
+pub struct Answer(lambda_http::Response<Body>);
 
 impl lambda_http::IntoResponse for Answer {
     fn into_response(
@@ -217,6 +251,27 @@ pub async fn handle_event<G: RouteGroup>(
         Ok(request) => dispatch_to::<G>(app, request).await,
         Err(problem) => crate::http::problem(&problem),
     };
+    lambda_response(response)
+}
+
+/// Answers one API Gateway event with the web pages (`crate::web::answer`): a page, the
+/// HTML 404 page for an unknown page path, or the API's own problem+json for an API path
+/// no route matched. The proof of origin and the client's IP are read as for the API.
+pub async fn handle_web_event(
+    app: &App,
+    event: lambda_http::Request,
+) -> lambda_http::Response<Body> {
+    let origin = app.config.origin_verify_secret.as_ref();
+    let response = match into_api_request(event, origin) {
+        Ok(request) => crate::web::answer(app, &request).await,
+        Err(problem) => crate::http::problem(&problem),
+    };
+    lambda_response(response)
+}
+
+/// The response in `lambda_http`'s form. Every `Set-Cookie` stays a header of its own:
+/// for an HTTP API event `lambda_http` moves them into the response's `cookies` array.
+fn lambda_response(response: crate::http::ApiResponse) -> lambda_http::Response<Body> {
     let (parts, body) = response.into_parts();
     lambda_http::Response::from_parts(parts, body_of(body))
 }

@@ -9,12 +9,13 @@ use crate::app::App;
 use crate::http::{ApiRequest, ApiResponse, Problem};
 
 /// The function that answers API Gateway's `$default` route (a request no route matches):
-/// its dispatch finds no endpoint and answers `404 not_found`, or `405
-/// method_not_allowed` for a known path with another method, as problem+json. The signup
-/// function needs no keys and starts fastest.
-pub const NO_ROUTE_FUNCTION: Function = Function::Signup;
+/// the `web` function, which serves the pages, so an unknown page path gets the HTML 404
+/// page; a path of the API's (`/v1/...`, `/.well-known/...`) still gets the API's own
+/// `404 not_found`, or `405 method_not_allowed` for a known path with another method, as
+/// problem+json ([`no_endpoint`]).
+pub const NO_ROUTE_FUNCTION: Function = Function::Web;
 
-/// The deployable functions, one per route group.
+/// The deployable HTTP functions: one per route group, and the web pages'.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Function {
     Signup,
@@ -23,6 +24,9 @@ pub enum Function {
     Reset,
     Account,
     TwoFactor,
+    /// The end-user web pages (`crate::web`): no API route of its own, every flow called
+    /// in-process, so it needs what the API's functions need together.
+    Web,
 }
 
 impl Function {
@@ -33,16 +37,19 @@ impl Function {
         Function::Reset,
         Function::Account,
         Function::TwoFactor,
+        Function::Web,
     ];
 
-    /// Whether the function issues access tokens, and so holds the private signing key
-    /// (only `login`: least privilege).
+    /// Whether the function issues access tokens, and so holds the private signing key:
+    /// `login`, and `web`, whose log-in pages sign in through the login flow in-process
+    /// (least privilege: no other function holds it).
     pub fn signs_access_tokens(self) -> bool {
-        matches!(self, Function::Login)
+        matches!(self, Function::Login | Function::Web)
     }
 
     /// Whether the function checks access tokens it did not issue, and so needs the
-    /// public verification keys (never the private key).
+    /// public verification keys (never the private key). A function that signs verifies
+    /// with its own key's public half (and the previous key's), so needs none.
     pub fn verifies_access_tokens(self) -> bool {
         matches!(self, Function::Account | Function::TwoFactor)
     }
@@ -52,7 +59,7 @@ impl Function {
     pub fn decrypts_totp_secrets(self) -> bool {
         matches!(
             self,
-            Function::Login | Function::Reset | Function::TwoFactor
+            Function::Login | Function::Reset | Function::TwoFactor | Function::Web
         )
     }
 
@@ -74,6 +81,7 @@ impl Function {
             Function::Reset => "reset",
             Function::Account => "account",
             Function::TwoFactor => "two-factor",
+            Function::Web => "web",
         }
     }
 }
@@ -620,7 +628,21 @@ pub async fn dispatch(app: &App, serving: Option<Function>, request: ApiRequest)
         Some(Function::Reset) => dispatch_to::<ResetRoute>(app, request).await,
         Some(Function::Account) => dispatch_to::<AccountRoute>(app, request).await,
         Some(Function::TwoFactor) => dispatch_to::<TwoFactorRoute>(app, request).await,
+        // The web function serves no API endpoint: API Gateway sends it only the page
+        // routes and `$default`, and it answers an API path as the API would.
+        Some(Function::Web) => no_endpoint(&request),
     }
+}
+
+/// The answer to an API request no endpoint of the function serves: `405
+/// method_not_allowed` for a known path with another method, else `404 not_found`
+/// (problem+json). The web function's answer to every API path that reaches it.
+pub fn no_endpoint(request: &ApiRequest) -> ApiResponse {
+    let problem = match resolve(&request.method, &request.path) {
+        Ok(_) => Problem::not_found(),
+        Err(problem) => problem,
+    };
+    crate::http::problem(&problem)
 }
 
 /// Answers one request with one function's endpoints (another function's are not

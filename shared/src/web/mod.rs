@@ -122,11 +122,7 @@ impl Visit<'_> {
 /// here matched no API route and answers as the API does (`404` or `405`, problem+json).
 pub async fn answer(app: &App, request: &ApiRequest) -> ApiResponse {
     if is_api_path(&request.path) {
-        let problem = match crate::routes::resolve(&request.method, &request.path) {
-            Ok(_) => crate::http::Problem::not_found(),
-            Err(problem) => problem,
-        };
-        return crate::http::problem(&problem);
+        return crate::routes::no_endpoint(request);
     }
     let existing = cookies::get(&request.headers, cookies::CSRF)
         .filter(|token| !token.is_empty() && cookies::is_cookie_safe(token))
